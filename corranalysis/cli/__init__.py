@@ -1,0 +1,35 @@
+"""Command-line interface: a thin shell over the public API.
+
+Each verb lives in its own module and registers on :data:`app`. User mistakes
+(:class:`corranalysis.errors.InputError`) print one red line and exit with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from ..errors import InputError
+from . import spectra  # noqa: F401  (registers the verb)
+from ._app import app, console
+
+__all__ = ["app", "main"]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``corranalysis`` console script."""
+    try:
+        rv = app(args=argv, standalone_mode=False, prog_name="corranalysis")
+    except InputError as exc:
+        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    sys.exit(rv if isinstance(rv, int) else 0)

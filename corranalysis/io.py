@@ -1,0 +1,104 @@
+"""Atomic file writes and netCDF (h5netcdf) input/output for result datasets."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import xarray as xr
+
+from .errors import InputError
+
+ENGINE = "h5netcdf"
+
+
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Return ``path`` as a Path after checking that its directory exists."""
+    path = Path(path)
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise InputError(
+            f"output path {str(path)!r}: directory {str(parent)!r} does not exist; "
+            "create it first or choose an existing directory"
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only on success.
+
+    Nothing is left at ``path`` (nor a temp file) when the body raises.
+    """
+    path = check_output_path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def _encodable(ds: xr.Dataset) -> xr.Dataset:
+    """Make attrs netCDF-safe: dicts/lists/bools/None become JSON strings."""
+    ds = ds.copy()
+
+    def fix(attrs: dict) -> dict:
+        out = {}
+        for key, value in attrs.items():
+            if isinstance(value, (dict, list, tuple, bool)) or value is None:
+                out[key] = "json:" + json.dumps(value, default=str)
+            else:
+                out[key] = value
+        return out
+
+    ds.attrs = fix(ds.attrs)
+    for name in ds.variables:
+        ds[name].attrs = fix(ds[name].attrs)
+    return ds
+
+
+def _decoded(ds: xr.Dataset) -> xr.Dataset:
+    def unfix(attrs: dict) -> dict:
+        return {
+            k: json.loads(v[5:]) if isinstance(v, str) and v.startswith("json:") else v
+            for k, v in attrs.items()
+        }
+
+    ds.attrs = unfix(ds.attrs)
+    for name in ds.variables:
+        ds[name].attrs = unfix(ds[name].attrs)
+    return ds
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike) -> Path:
+    """Write ``ds`` to ``path`` as netCDF4 (h5netcdf), atomically (temp file + rename)."""
+    with atomic_path(path) as tmp:
+        _encodable(ds).to_netcdf(tmp, engine=ENGINE, invalid_netcdf=True)
+    return Path(path)
+
+
+def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
+    """Read a dataset written by :func:`write_netcdf` fully into memory."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"netCDF file {str(path)!r} does not exist")
+    try:
+        with xr.open_dataset(path, engine=ENGINE) as ds:
+            return _decoded(ds.load())
+    except (OSError, ValueError) as exc:
+        raise InputError(f"netCDF file {str(path)!r} cannot be read: {exc}") from exc
+
+
+def write_json(obj: object, path: str | os.PathLike) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
+    return Path(path)

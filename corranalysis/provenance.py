@@ -1,0 +1,59 @@
+"""Provenance attributes recorded on every result: versions, git commit, device, seed."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import importlib.metadata as md
+import json
+import platform
+import subprocess
+from pathlib import Path
+
+PACKAGES = ("corranalysis", "torch", "numpy", "scipy", "xarray", "quimb", "h5netcdf", "tensorly")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of the packages that shape results."""
+    out = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = md.version(name)
+        except md.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def git_commit(path: str | Path | None = None) -> str:
+    """The git commit of the working tree holding ``path`` (this package by default), or ''."""
+    where = Path(path) if path else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(where), "rev-parse", "HEAD"],
+            capture_output=True, text=True, timeout=5, check=False,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
+    """SHA-256 hex digest of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def provenance(**extra: object) -> dict[str, str]:
+    """Flat string attributes for an xarray result: versions, git commit, time and ``extra``.
+
+    Non-string values in ``extra`` are JSON-encoded so the attributes survive netCDF.
+    """
+    attrs: dict[str, str] = {f"version_{k}": v for k, v in package_versions().items()}
+    attrs["git_commit"] = git_commit()
+    attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    for key, value in extra.items():
+        attrs[key] = value if isinstance(value, str) else json.dumps(value, default=str)
+    return attrs
