@@ -260,3 +260,59 @@ def test_checkpoint_reload_identical(tiny: nn.Module, x: torch.Tensor, tmp_path)
     torch.testing.assert_close(again(x), new(x), atol=0, rtol=0)
     assert again.classifier[1].adtn is again.classifier[3].adtn
     assert spec2["features.0"]["method"] == "cp"
+
+
+# ------------------------------------------------------------------------------------- CLI
+
+
+def _cli(args: list[str]) -> int:
+    from corranalysis.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(args)
+    return int(exc.value.code or 0)
+
+
+@pytest.mark.parametrize(
+    "spec_text",
+    ["classifier.1: {method: adtn, depth: 0}\n", "classifier.1: {method: nope}\n", "[1]\n"],
+)
+def test_cli_bad_spec_exit_2_nothing_written(tmp_path, spec_text: str) -> None:
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(spec_text)
+    ckpt = tmp_path / "model.pt"
+    torch.save(Tiny().state_dict(), ckpt)
+    out = tmp_path / "out"
+    code = _cli(["tensorize", str(ckpt), "--model", "fc2", "--dataset", "fashion_mnist",
+                 "--spec", str(spec), "--epochs", "1", "--out", str(out)])
+    assert code == 2
+    assert not out.exists()
+
+
+def test_cli_run_and_reload(tmp_path) -> None:
+    """End to end on a few real Fashion-MNIST images (skipped where the data is missing)."""
+    pytest.importorskip("corranalysis.data")
+    from corranalysis.io import read_netcdf
+    from corranalysis.models import create
+
+    torch.manual_seed(0)
+    ckpt = tmp_path / "fc2.pt"
+    torch.save(create("fc2", 1, 10).state_dict(), ckpt)
+    spec = tmp_path / "spec.yaml"
+    spec.write_text("classifier.1: {method: mpo, bond_dim: 4}\n"
+                    "classifier.3: {method: adtn, depth: 1, fit_steps: 2}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("classifier.9: {method: mpo, bond_dim: 4}\n")
+    args = ["tensorize", str(ckpt), "--model", "fc2", "--dataset", "fashion_mnist",
+            "--epochs", "1", "--train-size", "64", "--test-size", "32", "--device", "cpu"]
+    assert _cli([*args, "--spec", str(bad), "--out", str(tmp_path / "bad")]) == 2
+    assert not (tmp_path / "bad").exists()
+    out = tmp_path / "out"
+    assert _cli([*args, "--spec", str(spec), "--out", str(out)]) == 0
+    ds = read_netcdf(out / "tensorize.nc")
+    assert ds.sizes == {"layer": 2, "epoch": 2}
+    assert {"accuracy", "params_before", "params_after", "compression", "init_rel_error",
+            "method"} <= set(ds.variables)
+    assert "baseline_accuracy" in ds.attrs and "git_commit" in ds.attrs
+    model, _ = load(out / "tensorized.pt")
+    assert isinstance(model.classifier[1], MPOLinear)

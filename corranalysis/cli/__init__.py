@@ -13,6 +13,7 @@ import click
 from ..errors import InputError
 from . import spectra  # noqa: F401  (registers the verb)
 from ._app import app, console
+from .tensorize import tensorize as _tensorize  # noqa: F401  (registers the verb)
 
 __all__ = ["app", "main"]
 
