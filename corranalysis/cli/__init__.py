@@ -14,6 +14,7 @@ from ..errors import InputError
 from . import spectra  # noqa: F401  (registers the verb)
 from ._app import app, console
 from .tensorize import tensorize as _tensorize  # noqa: F401  (registers the verb)
+from .train import train_cmd as _train_cmd  # noqa: F401  (registers train and evaluate)
 
 __all__ = ["app", "main"]
 

@@ -1,0 +1,109 @@
+"""CLI verbs ``train`` and ``evaluate``: shells over :mod:`corranalysis.training`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from ..errors import InputError
+from ._app import app, console
+
+
+@app.command("train")
+def train_cmd(
+    model: str = typer.Option(..., "--model", "-m",
+                              help="registry name (cnn4, fc2, lenet5, resnet18, resnet50, vgg16)"
+                                   " or package.module:factory"),
+    dataset: str = typer.Option(..., "--dataset", "-d",
+                                help="fashion-mnist, mnist, cifar10 or cifar100"),
+    epochs: int = typer.Option(..., "--epochs", "-e", help="number of epochs"),
+    out: Path = typer.Option(..., "--out", "-o", help="run directory (created)"),
+    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum) or adam"),
+    lr: float = typer.Option(0.05, help="peak learning rate"),
+    momentum: float = typer.Option(0.9, help="SGD momentum"),
+    weight_decay: float = typer.Option(5e-4, help="L2 weight decay"),
+    schedule: str = typer.Option("cosine", help="cosine, step (×0.1 at 50%/75%) or constant"),
+    label_smoothing: float = typer.Option(0.0, help="label smoothing of the training loss"),
+    batch_size: int = typer.Option(128, help="training batch size"),
+    eval_batch_size: int = typer.Option(1000, help="evaluation batch size"),
+    train_size: int | None = typer.Option(None, help="seeded training subset size"),
+    test_size: int | None = typer.Option(None, help="seeded test subset size"),
+    seed: int = typer.Option(0, help="random seed"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    data_dir: Path | None = typer.Option(None, help="data set directory"),
+    threads: int | None = typer.Option(None, help="torch CPU threads"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a different run in --out"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
+) -> None:
+    """Train a model; resumable (rerun the same command after an interruption)."""
+    from ..training import train
+
+    run = train(
+        model, dataset, epochs=epochs, out=out, optimizer=optimizer, lr=lr, momentum=momentum,
+        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
+        batch_size=batch_size, eval_batch_size=eval_batch_size, train_size=train_size,
+        test_size=test_size, seed=seed, device=device, data_dir=data_dir, overwrite=overwrite,
+        progress=progress, num_threads=threads,
+    )
+    console.print(
+        f"{run['model']} on {run['dataset']}: test accuracy {run['test_accuracy']:.4f}, "
+        f"test loss {run['test_loss']:.4f}, {run['epochs_completed']} epochs, "
+        f"{run['wall_seconds']:.0f} s → {out}", highlight=False,
+    )
+
+
+def _from_run_json(checkpoint: Path) -> dict:
+    path = checkpoint.parent / "run.json"
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    checkpoint: Path = typer.Argument(..., help="model.pt / checkpoint.pt (a state_dict)"),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="model name (default: from run.json beside it)"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d",
+                                       help="data set (default: from run.json beside it)"),
+    test_size: int | None = typer.Option(None, help="seeded test subset size"),
+    batch_size: int = typer.Option(1000, help="evaluation batch size"),
+    seed: int = typer.Option(0, help="seed of the test subset"),
+    device: str = typer.Option("auto", help="auto, cpu, cuda or cuda:N"),
+    data_dir: Path | None = typer.Option(None, help="data set directory"),
+    as_json: bool = typer.Option(False, "--json", help="print a JSON object"),
+) -> None:
+    """Evaluate a checkpoint on a data set's test split: prints accuracy and loss."""
+    from ..checkpoints import load_into, load_state_dict
+    from ..data import DATASETS, make_loaders
+    from ..devices import resolve_device
+    from ..models import resolve_model
+    from ..training import evaluate
+
+    run = _from_run_json(checkpoint)
+    model = model or run.get("model")
+    dataset = dataset or run.get("dataset")
+    if not model:
+        raise InputError(f"evaluate {str(checkpoint)!r}: give --model (no run.json beside it)")
+    if not dataset:
+        raise InputError(f"evaluate {str(checkpoint)!r}: give --dataset (no run.json beside it)")
+    if dataset not in DATASETS:
+        raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
+    state = load_state_dict(checkpoint)
+    info = DATASETS[dataset]
+    net = resolve_model(model, info.in_channels, info.num_classes, image_size=info.image_size)
+    load_into(net, state)
+    _, test_loader, _ = make_loaders(dataset, batch_size=batch_size, eval_batch_size=batch_size,
+                                     data_dir=data_dir, test_size=test_size, seed=seed,
+                                     device=str(resolve_device(device)))
+    accuracy, loss = evaluate(net, test_loader, device)
+    if as_json:
+        print(json.dumps({"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
+                          "accuracy": accuracy, "loss": loss}))
+    else:
+        print(f"accuracy {accuracy:.4f}  loss {loss:.4f}  ({model} on {dataset}, {checkpoint})")
