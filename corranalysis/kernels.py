@@ -248,11 +248,15 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise InputError(
-            f"checkpoint {str(path)!r} is refused: it needs arbitrary code to load "
-            f"(only tensors and plain containers are allowed with weights_only=True): "
-            f"{str(exc).splitlines()[0]}"
-        ) from exc
+        detail = [line for line in str(exc).splitlines() if "GLOBAL" in line]
+        if detail:
+            raise InputError(
+                f"checkpoint {str(path)!r} is refused: it needs arbitrary code to load "
+                f"({detail[0].strip()}); only tensors and plain containers are loaded "
+                "(torch.load weights_only=True)"
+            ) from exc
+        raise InputError(f"checkpoint {str(path)!r} cannot be read: not a torch "
+                         "checkpoint or corrupted") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise InputError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
     if isinstance(obj, Mapping):

@@ -75,7 +75,8 @@ def _factors(leg: str, size: int, legs: LegsSpec) -> list[int]:
         prod = 1
         for f in factors:
             if f < 1:
-                raise InputError(f"fine-graining of leg {leg!r}: factors must be >= 1, got {factors}")
+                raise InputError(
+                    f"fine-graining of leg {leg!r}: factors must be >= 1, got {factors}")
             prod *= f
         if prod != size:
             raise InputError(
@@ -95,7 +96,9 @@ def _factors(leg: str, size: int, legs: LegsSpec) -> list[int]:
     raise InputError(f"legs={legs!r} is unknown; valid: {', '.join(LEG_MODES)} or a mapping")
 
 
-def fine_grain(natural: Sequence[str], shape: Sequence[int], legs: LegsSpec = "natural") -> LegLayout:
+def fine_grain(
+    natural: Sequence[str], shape: Sequence[int], legs: LegsSpec = "natural"
+) -> LegLayout:
     """Fine-grain the natural legs ``natural`` of sizes ``shape`` as ``legs`` asks.
 
     ``legs`` is ``"natural"``, ``"prime"``, ``"binary"`` or a mapping such as

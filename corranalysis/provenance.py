@@ -53,7 +53,7 @@ def provenance(**extra: object) -> dict[str, str]:
     """
     attrs: dict[str, str] = {f"version_{k}": v for k, v in package_versions().items()}
     attrs["git_commit"] = git_commit()
-    attrs["created"] = _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+    attrs["created"] = _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds")
     for key, value in extra.items():
         attrs[key] = value if isinstance(value, str) else json.dumps(value, default=str)
     return attrs
