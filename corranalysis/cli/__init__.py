@@ -11,7 +11,7 @@ import sys
 import click
 
 from ..errors import InputError
-from . import spectra  # noqa: F401  (registers the verb)
+from . import run, spectra  # noqa: F401  (register the verbs)
 from ._app import app, console
 from .tensorize import tensorize as _tensorize  # noqa: F401  (registers the verb)
 from .train import train_cmd as _train_cmd  # noqa: F401  (registers train and evaluate)

@@ -1,0 +1,164 @@
+"""Study configuration: a YAML file validated before any work is done.
+
+Every error in a file (unknown keys, wrong types, impossible values) is reported
+at once, each with its path in the file (``train.epochs: ...``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .errors import InputError
+
+PositiveInt = Annotated[int, Field(gt=0)]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TrainConfig(_Section):
+    """How the model is trained (stage ``train``)."""
+
+    epochs: PositiveInt = 8
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    lr: Annotated[float, Field(gt=0)] = 0.05
+    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
+    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
+    schedule: Literal["cosine", "step"] = "cosine"
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    batch_size: PositiveInt = 128
+    train_size: PositiveInt | None = None
+
+
+class SpectraConfig(_Section):
+    """Which kernels and cuts the spectra cover (stage ``spectra``)."""
+
+    layers: str | list[str] | None = None
+    kinds: str | list[str] | None = None
+    legs: Literal["natural", "prime", "binary"] | dict[str, list[PositiveInt]] = "natural"
+    cuts: str | list[str] = "all"
+
+
+class SweepConfig(_Section):
+    """The truncation grid (stage ``sweep``)."""
+
+    layers: str | list[str] | None = None
+    kinds: str | list[str] | None = None
+    cuts: str | list[str] = "all"
+    keeps: str | list[str] | None = None
+    plans: list[Literal["layer", "all-cuts", "all-layers"]] = ["layer", "all-cuts", "all-layers"]
+    workers: PositiveInt | None = None
+
+
+class LinkageConfig(_Section):
+    """Linking spectra to accuracy (stage ``linkage``)."""
+
+    delta: Annotated[float, Field(gt=0, le=100)] = 1.0
+
+
+class RetrainConfig(_Section):
+    """Re-training from a truncated model (stage ``retrain``)."""
+
+    epochs: Annotated[int, Field(ge=0)] = 3
+    modes: list[Literal["dense", "projected"]] = ["dense", "projected"]
+    plan: Literal["auto"] | dict[str, Any] = "auto"
+    min_drop: Annotated[float, Field(ge=0, le=100)] = 10.0
+    lr: Annotated[float, Field(gt=0)] = 0.01
+    batch_size: PositiveInt = 128
+    train_size: PositiveInt | None = None
+
+
+class ReportConfig(_Section):
+    """Where the report goes (stage ``report``)."""
+
+    out: str | None = None
+
+
+class StudyConfig(_Section):
+    """A whole study: data → train → kernels → spectra → sweep → linkage → retrain → report."""
+
+    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.\-]+$")]
+    model: str
+    dataset: str
+    data_dir: str | None = None
+    checkpoint: str | None = None
+    runs_dir: str = "runs"
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    test_size: PositiveInt | None = None
+    eval_batch_size: PositiveInt = 1000
+    threads: PositiveInt | None = None
+    train: TrainConfig = TrainConfig()
+    spectra: SpectraConfig = SpectraConfig()
+    sweep: SweepConfig = SweepConfig()
+    linkage: LinkageConfig = LinkageConfig()
+    retrain: RetrainConfig = RetrainConfig()
+    report: ReportConfig = ReportConfig()
+
+    @field_validator("dataset")
+    @classmethod
+    def _known_dataset(cls, value: str) -> str:
+        from .data import DATASETS, resolve_name
+
+        try:
+            return resolve_name(value)
+        except InputError as exc:
+            raise ValueError(f"unknown data set; valid: {', '.join(DATASETS)}") from exc
+
+    @field_validator("model")
+    @classmethod
+    def _known_model(cls, value: str) -> str:
+        from .models import available
+
+        if ":" not in value and value not in available():
+            raise ValueError(f"unknown model; valid: {', '.join(available())} "
+                             "or package.module:factory")
+        return value
+
+    @property
+    def run_dir(self) -> Path:
+        return Path(self.runs_dir) / self.name
+
+    def section(self, name: str) -> dict[str, Any]:
+        return getattr(self, name).model_dump(mode="json")
+
+
+def _format_errors(path: str, exc: ValidationError) -> str:
+    lines = [f"configuration {path!r} has {exc.error_count()} error(s):"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        lines.append(f"  {where}: {msg}" + (f" (got {err['input']!r})"
+                                            if err["type"] != "extra_forbidden"
+                                            and not isinstance(err["input"], dict) else ""))
+    return "\n".join(lines)
+
+
+def parse_config(data: dict[str, Any], path: str = "<config>") -> StudyConfig:
+    """Validate a configuration mapping; every error is reported at once."""
+    if not isinstance(data, dict):
+        raise InputError(f"configuration {path!r} must be a mapping of keys to values")
+    try:
+        return StudyConfig.model_validate(data)
+    except ValidationError as exc:
+        raise InputError(_format_errors(path, exc)) from None
+
+
+def load_config(path: str | os.PathLike) -> StudyConfig:
+    """Read and validate a study configuration YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"configuration {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"configuration {str(path)!r} is not valid YAML: {exc}") from None
+    return parse_config(data or {}, str(path))
