@@ -1,0 +1,304 @@
+"""Batch-major evaluation of many weight variants of one model (the engine of sweeps).
+
+A *variant* replaces the kernels of some layers (``{layer: weight}``). The naive way
+to evaluate V variants is V full passes over the data. :func:`evaluate_variants`
+instead walks the data once: for every batch it runs the unmodified network once
+(torch.fx graph, node by node), keeps the values that the layers' *suffixes* need,
+and for each variant re-runs only the suffix: the target layers and every node
+that depends on them. Prefix nodes (all nodes that do not depend on the changed
+layers, including skip branches of a ResNet) are computed once per batch. Memory
+stays bounded by one batch's activations.
+
+The suffix runs the same modules and functions on the same inputs as the eager
+forward, so accuracies and losses equal those of the naive path bit for bit on
+CPU. Models that torch.fx cannot trace fall back to the naive path.
+"""
+
+from __future__ import annotations
+
+import operator
+import warnings
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+Variant = Mapping[str, torch.Tensor]
+
+_INPLACE_FUNCS = {operator.iadd, operator.isub, operator.imul, operator.itruediv,
+                  operator.ifloordiv, operator.imod, operator.ipow, operator.iand,
+                  operator.ior, operator.ixor, operator.ilshift, operator.irshift,
+                  operator.imatmul, operator.setitem}
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Accuracy (fraction correct in [0, 1]) and mean cross-entropy loss over ``n`` samples."""
+
+    accuracy: float
+    loss: float
+    n: int
+
+
+class _Acc:
+    """Accumulates correct counts and summed losses over batches, in batch order."""
+
+    def __init__(self) -> None:
+        self.correct = 0
+        self.loss = 0.0
+        self.n = 0
+
+    def add(self, logits: torch.Tensor, y: torch.Tensor) -> None:
+        self.correct += int((logits.argmax(dim=1) == y).sum().item())
+        self.loss += float(F.cross_entropy(logits, y, reduction="sum").item())
+        self.n += int(y.shape[0])
+
+    def result(self) -> EvalResult:
+        n = max(self.n, 1)
+        return EvalResult(self.correct / n, self.loss / n, self.n)
+
+
+def _batches(loader: Iterable, device: torch.device):
+    for batch in loader:
+        x, y = batch[0], batch[1]
+        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+
+
+def _modules(model: nn.Module) -> dict[str, nn.Module]:
+    return dict(model.named_modules())
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu") -> EvalResult:
+    """Accuracy and mean loss of ``model`` (eval mode) over ``loader`` — the naive reference."""
+    device = torch.device(device)
+    acc = _Acc()
+    for x, y in _batches(loader, device):
+        acc.add(model(x), y)
+    return acc.result()
+
+
+@torch.no_grad()
+def _swap(modules: dict[str, nn.Module], variant: Variant) -> None:
+    for name, weight in variant.items():
+        modules[name].weight.copy_(weight)
+
+
+@torch.no_grad()
+def evaluate_variants_naive(
+    model: nn.Module, loader: Iterable, variants: Sequence[Variant],
+    device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None,
+) -> tuple[EvalResult, list[EvalResult]]:
+    """Baseline and one full evaluation per variant (truncate, evaluate, restore)."""
+    modules = _modules(model)
+    baseline = evaluate(model, loader, device)
+    out = []
+    for variant in variants:
+        saved = {n: modules[n].weight.detach().clone() for n in variant}
+        try:
+            _swap(modules, variant)
+            out.append(evaluate(model, loader, device))
+        finally:
+            _swap(modules, saved)
+        if progress:
+            progress(1)
+    return baseline, out
+
+
+# --------------------------------------------------------------------------- fx engine
+
+
+def _mutates_args(node: fx.Node, modules: Mapping[str, nn.Module]) -> bool:
+    """Whether ``node`` may modify one of its inputs in place."""
+    if node.op == "call_function":
+        name = getattr(node.target, "__name__", "")
+        return (node.target in _INPLACE_FUNCS or name.endswith("_") and not name.endswith("__")
+                or bool(node.kwargs.get("inplace", False)))
+    if node.op == "call_method":
+        return str(node.target).endswith("_") and not str(node.target).endswith("__")
+    if node.op == "call_module":
+        return bool(getattr(modules.get(str(node.target)), "inplace", False))
+    return False
+
+
+@dataclass
+class _Group:
+    layers: tuple[str, ...]
+    suffix: list[fx.Node]
+    needed: list[fx.Node]
+    clone_needed: set[fx.Node]  # needed values some suffix node mutates in place
+    last_use: dict[fx.Node, int]  # node -> position in suffix of its last user there
+    ready_at: int  # index in the graph after which the needed values all exist
+
+
+class _Engine:
+    def __init__(self, model: nn.Module, groups: Sequence[tuple[str, ...]]):
+        self.gm = fx.symbolic_trace(model)
+        self.nodes = list(self.gm.graph.nodes)
+        self.index = {n: i for i, n in enumerate(self.nodes)}
+        self.modules = dict(self.gm.named_modules())
+        self.output = next(n for n in self.nodes if n.op == "output")
+        self.groups = {g: self._group(g) for g in groups}
+        needed_by = {}
+        for g in self.groups.values():
+            for n in g.needed:
+                needed_by.setdefault(n, []).append(g)
+        self.needed_by = needed_by
+        self.mutated = {n for n in self.nodes
+                        if any(_mutates_args(u, self.modules) for u in n.users)}
+        self.last_user = {}
+        for n in self.nodes:
+            for a in n.all_input_nodes:
+                self.last_user[a] = self.index[n]
+
+    def _group(self, layers: tuple[str, ...]) -> _Group:
+        targets = [n for n in self.nodes if n.op == "call_module" and n.target in layers]
+        found = {n.target for n in targets}
+        missing = [name for name in layers if name not in found]
+        if missing:
+            raise LookupError(f"layers {missing} are not called as modules in the traced graph")
+        in_suffix: set[fx.Node] = set()
+        stack = list(targets)
+        while stack:
+            n = stack.pop()
+            if n in in_suffix:
+                continue
+            in_suffix.add(n)
+            stack.extend(n.users)
+        in_suffix.add(self.output)
+        suffix = sorted(in_suffix, key=self.index.__getitem__)
+        needed = sorted({a for s in suffix for a in s.all_input_nodes if a not in in_suffix},
+                        key=self.index.__getitem__)
+        clone_needed = {a for s in suffix if _mutates_args(s, self.modules)
+                        for a in s.all_input_nodes if a not in in_suffix}
+        last_use: dict[fx.Node, int] = {}
+        for pos, s in enumerate(suffix):
+            for a in s.all_input_nodes:
+                last_use[a] = pos
+        ready = max((self.index[n] for n in needed), default=0)
+        return _Group(layers, suffix, needed, clone_needed, last_use, ready)
+
+    def _run(self, node: fx.Node, env: Mapping[fx.Node, object], x: torch.Tensor) -> object:
+        def load(a):
+            return fx.node.map_arg(a, lambda n: env[n])
+
+        if node.op == "placeholder":
+            return x
+        if node.op == "get_attr":
+            obj = self.gm
+            for part in str(node.target).split("."):
+                obj = getattr(obj, part)
+            return obj
+        args, kwargs = load(node.args), load(node.kwargs)
+        if node.op == "call_module":
+            return self.modules[str(node.target)](*args, **kwargs)
+        if node.op == "call_function":
+            return node.target(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], str(node.target))(*args[1:], **kwargs)
+        if node.op == "output":
+            return args[0]
+        raise RuntimeError(f"unsupported fx node op {node.op!r}")
+
+    def _suffix(self, g: _Group, cache: Mapping[fx.Node, object], x: torch.Tensor) -> object:
+        env: dict[fx.Node, object] = {
+            n: (cache[n].clone() if n in g.clone_needed and isinstance(cache[n], torch.Tensor)
+                else cache[n]) for n in g.needed
+        }
+        out = None
+        for pos, node in enumerate(g.suffix):
+            value = self._run(node, env, x)
+            if node is self.output:
+                out = value
+            else:
+                env[node] = value
+            for a in node.all_input_nodes:
+                if g.last_use.get(a) == pos:
+                    env.pop(a, None)
+        return out
+
+    @torch.no_grad()
+    def batch(self, x: torch.Tensor, y: torch.Tensor, baseline: _Acc,
+              variants: Mapping[tuple[str, ...], Sequence[tuple[int, Variant]]],
+              accs: Sequence[_Acc], on_variant: Callable[[], None] | None) -> None:
+        """Run one batch: the baseline once, every variant's suffix once."""
+        env: dict[fx.Node, object] = {}
+        cache: dict[fx.Node, object] = {}
+        pending = {n: len(gs) for n, gs in self.needed_by.items()}
+        by_ready: dict[int, list[_Group]] = {}
+        for key, g in self.groups.items():
+            if variants.get(key):
+                by_ready.setdefault(g.ready_at, []).append(g)
+            else:
+                for n in g.needed:
+                    pending[n] -= 1
+        for i, node in enumerate(self.nodes):
+            value = self._run(node, env, x)
+            if node is self.output:
+                baseline.add(value, y)
+            else:
+                env[node] = value
+                if pending.get(node, 0) > 0:
+                    cache[node] = (value.clone() if node in self.mutated
+                                   and isinstance(value, torch.Tensor) else value)
+            for a in node.all_input_nodes:
+                if self.last_user.get(a) == i:
+                    env.pop(a, None)
+            for g in by_ready.get(i, ()):
+                self._group_variants(g, variants[g.layers], cache, x, y, accs, on_variant)
+                for n in g.needed:
+                    pending[n] -= 1
+                    if pending[n] == 0:
+                        cache.pop(n, None)
+
+    def _group_variants(self, g: _Group, items: Sequence[tuple[int, Variant]],
+                        cache: Mapping[fx.Node, object], x: torch.Tensor, y: torch.Tensor,
+                        accs: Sequence[_Acc], on_variant: Callable[[], None] | None) -> None:
+        saved = {name: self.modules[name].weight.detach().clone() for name in g.layers}
+        try:
+            for idx, variant in items:
+                _swap(self.modules, variant)
+                accs[idx].add(self._suffix(g, cache, x), y)
+                if on_variant:
+                    on_variant()
+        finally:
+            _swap(self.modules, saved)
+
+
+@torch.no_grad()
+def evaluate_variants(
+    model: nn.Module, loader: Iterable, variants: Sequence[Variant],
+    device: str | torch.device = "cpu", method: str = "fast",
+    progress: Callable[[int], None] | None = None,
+) -> tuple[EvalResult, list[EvalResult]]:
+    """Evaluate the model's baseline and each variant ``{layer: weight}`` over ``loader``.
+
+    ``method="fast"`` (batch-major prefix/suffix, see module doc) or ``"naive"``.
+    The model must be in eval mode on ``device``; weights are restored on return.
+    ``progress(n)`` is called with the number of variant-batches done.
+    Returns ``(baseline, [result per variant])``.
+    """
+    device = torch.device(device)
+    if method == "naive" or not variants:
+        if not variants:
+            return evaluate(model, loader, device), []
+        return evaluate_variants_naive(model, loader, variants, device,
+                                       progress=(lambda n: progress(n)) if progress else None)
+    keys = [tuple(sorted(v)) for v in variants]
+    try:
+        engine = _Engine(model, sorted(set(keys)))
+    except Exception as exc:  # noqa: BLE001 - any tracing failure falls back to the naive path
+        warnings.warn(f"torch.fx cannot split this model ({exc}); evaluating naively",
+                      stacklevel=2)
+        return evaluate_variants_naive(model, loader, variants, device)
+    by_group: dict[tuple[str, ...], list[tuple[int, Variant]]] = {}
+    for i, (key, v) in enumerate(zip(keys, variants, strict=True)):
+        by_group.setdefault(key, []).append((i, v))
+    baseline = _Acc()
+    accs = [_Acc() for _ in variants]
+    tick = (lambda: progress(1)) if progress else None
+    for x, y in _batches(loader, device):
+        engine.batch(x, y, baseline, by_group, accs, tick)
+    return baseline.result(), [a.result() for a in accs]

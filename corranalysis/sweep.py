@@ -1,0 +1,533 @@
+"""Sweeps: a grid of truncation trials evaluated on data, resumable and distributable.
+
+A *trial* truncates one layer along one cut with one keep spec (``plans="layer"``),
+one layer along all the sweep's cuts at once (``"all-cuts"``, ``cuts="all"``) or
+every selected layer along one cut at once (``"all-layers"``, ``layer="all"``), and
+evaluates the model. The result is the sweep dataset of DESIGN.md: one row per
+trial along ``trial`` with coordinates ``layer``, ``cuts``, ``keep``.
+
+Trials run in chunks; each chunk is one batch-major pass over the data
+(:mod:`corranalysis.evaluation`) so a trial that changes one layer never
+recomputes the layers before it. With ``out=`` every finished chunk is written to
+``<out>.parts/`` at once, ``resume=True`` skips finished chunks, and the parts
+are merged into ``out`` at the end. ``workers=N`` / ``scheduler=ADDRESS`` spread
+chunks over Dask workers that load the model and data once each.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import xarray as xr
+from torch import nn
+
+from .cuts import select_cuts
+from .devices import resolve_device
+from .errors import InputError
+from .evaluation import evaluate_variants
+from .io import check_output_path, read_netcdf, write_json, write_netcdf
+from .kernels import select_layers
+from .legs import LegsSpec
+from .provenance import provenance
+from .truncation import (
+    KeepLike,
+    KeepSpec,
+    Plan,
+    PlanEntry,
+    TruncationMetrics,
+    cut_dims,
+    layout_of,
+    parse_cuts,
+    truncate,
+)
+
+PLAN_MODES = ("layer", "all-cuts", "all-layers")
+DEFAULT_FRACS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05,
+                 0.03, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
+DEFAULT_LOSSES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
+VARIABLES = ("accuracy", "loss", "norm_loss", "rel_error", "fidelity", "chi",
+             "params_factorized", "params_dense", "n_layers")
+# Bytes of truncated kernels one chunk may hold (the variants evaluated in one data pass).
+CHUNK_BYTES = 256 * 2**20
+
+
+def default_keeps(chi_max: int) -> list[KeepSpec]:
+    """``frac`` from 1.0 down to the first that keeps one singular value of a cut of
+    rank ``chi_max`` (the largest in the sweep), then ``loss`` budgets."""
+    fracs = []
+    for f in DEFAULT_FRACS:
+        fracs.append(KeepSpec("frac", f))
+        if math.ceil(f * chi_max - 1e-9) <= 1:
+            break
+    return fracs + [KeepSpec("loss", e) for e in DEFAULT_LOSSES]
+
+
+@dataclass(frozen=True)
+class TrialSpec:
+    """One trial: its coordinates and the plan it applies."""
+
+    layer: str
+    cuts: str
+    keep: str
+    plan: Plan
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"layer": self.layer, "cuts": self.cuts, "keep": self.keep,
+                "plan": self.plan.as_dict()}
+
+
+def _as_keeps(keeps: str | Sequence[KeepLike] | None) -> list[KeepSpec] | None:
+    if keeps is None or keeps == "default":
+        return None
+    if isinstance(keeps, str):
+        keeps = [k for k in keeps.replace(";", ",").split(",") if k.strip()]
+    out = [KeepSpec.parse(k) for k in keeps]
+    if not out:
+        raise InputError("keeps: give at least one keep spec, e.g. frac=0.5,loss=0.1")
+    return out
+
+
+def _as_modes(plans: str | Sequence[str]) -> list[str]:
+    if isinstance(plans, str):
+        plans = [p for p in plans.split(",") if p.strip()]
+    modes = [p.strip().lower() for p in plans]
+    bad = [m for m in modes if m not in PLAN_MODES]
+    if bad or not modes:
+        raise InputError(f"plans {bad or plans!r} unknown; valid: {', '.join(PLAN_MODES)}")
+    return modes
+
+
+def build_trials(
+    model: nn.Module,
+    layers: str | Sequence[str] | None = None,
+    cuts: str | Sequence[str] = "all",
+    keeps: str | Sequence[KeepLike] | None = None,
+    plans: str | Sequence[str] = ("layer",),
+    kinds: str | Sequence[str] | None = None,
+    legs: LegsSpec = "natural",
+) -> list[TrialSpec]:
+    """The grid of trials: validated layers × cuts × keeps for each plan mode.
+
+    ``cuts``: ``"all"``/``"contiguous"`` (each layer's own cuts) or labels; a label
+    is used on the layers it fits and must fit at least one. ``keeps``: keep specs
+    or None for :func:`default_keeps`. Raises InputError for unknown layers, cuts,
+    out-of-range keep specs (``chi`` above a cut's χ_max) or plan modes.
+    """
+    modes = _as_modes(plans)
+    chosen = select_layers(model, layers, kinds)
+    layer_cuts: dict[str, list[str]] = {}
+    chi_max: dict[tuple[str, str], int] = {}
+    for name, module in chosen:
+        layout = layout_of(tuple(module.weight.shape), legs)
+        if isinstance(cuts, str) and cuts in ("all", "contiguous"):
+            labels = [c.label for c in select_cuts(layout.names, cuts)]
+        else:
+            labels = []
+            for label in ([cuts] if isinstance(cuts, str) else cuts):
+                for part in label.split(";"):
+                    try:
+                        labels.append(parse_cuts(part, layout)[0].label)
+                    except InputError:
+                        continue
+        layer_cuts[name] = list(dict.fromkeys(labels))
+        for label in layer_cuts[name]:
+            chi_max[name, label] = min(cut_dims(layout, parse_cuts(label, layout)[0]))
+    if not any(layer_cuts.values()):
+        valid = {n: [c.label for c in select_cuts(layout_of(tuple(m.weight.shape), legs).names)]
+                 for n, m in chosen}
+        listing = "; ".join(f"{n}: {', '.join(v)}" for n, v in valid.items())
+        raise InputError(f"cuts {cuts!r} fit none of the selected layers; valid cuts: {listing}")
+    keep_list = _as_keeps(keeps) or default_keeps(max(chi_max.values()))
+    for k in keep_list:
+        if k.kind == "chi":
+            over = [f"{n} {c} (chi_max {m})" for (n, c), m in chi_max.items() if k.value > m]
+            if over:
+                raise InputError(f"keep spec {k.label} exceeds chi_max of {', '.join(over[:6])}"
+                                 f"{' ...' if len(over) > 6 else ''}; use chi <= chi_max "
+                                 "or a frac= spec")
+    trials: list[TrialSpec] = []
+    names = [n for n, _ in chosen if layer_cuts[n]]
+    if "layer" in modes:
+        for name in names:
+            for label in layer_cuts[name]:
+                for k in keep_list:
+                    trials.append(TrialSpec(name, label, k.label, Plan(
+                        {name: PlanEntry((label,), (k,), legs)})))
+    if "all-cuts" in modes:
+        for name in names:
+            for k in keep_list:
+                entry = PlanEntry(tuple(layer_cuts[name]), (k,) * len(layer_cuts[name]), legs)
+                trials.append(TrialSpec(name, "all", k.label, Plan({name: entry})))
+    if "all-layers" in modes:
+        all_labels = list(dict.fromkeys(c for n in names for c in layer_cuts[n]))
+        for label in all_labels:
+            holders = [n for n in names if label in layer_cuts[n]]
+            for k in keep_list:
+                plan = Plan({n: PlanEntry((label,), (k,), legs) for n in holders})
+                trials.append(TrialSpec("all", label, k.label, plan))
+    return trials
+
+
+# --------------------------------------------------------------------------- data sources
+
+
+class Source:
+    """Where a worker gets the model (eval mode) and the evaluation data; loaded once per
+    process and cached by :attr:`key`."""
+
+    key: str
+
+    def load(self) -> tuple[nn.Module, Iterable]:
+        raise NotImplementedError
+
+
+@dataclass
+class ObjectSource(Source):
+    """An in-memory model and data loader (shipped to Dask workers once, by scatter)."""
+
+    model: nn.Module
+    data: Iterable
+    key: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def load(self) -> tuple[nn.Module, Iterable]:
+        return self.model, self.data
+
+
+_CACHE: dict[str, tuple[nn.Module, Iterable]] = {}
+_LOCK = threading.Lock()
+
+
+def _loaded(source: Source) -> tuple[nn.Module, Iterable]:
+    if source.key not in _CACHE:
+        _CACHE.clear()
+        _CACHE[source.key] = source.load()
+    return _CACHE[source.key]
+
+
+# --------------------------------------------------------------------------- chunks
+
+
+def _variant_bytes(trial: TrialSpec, modules: Mapping[str, nn.Module]) -> int:
+    return sum(modules[n].weight.numel() * modules[n].weight.element_size() for n in trial.plan)
+
+
+def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
+                chunk_size: int | None = None) -> list[list[int]]:
+    """Split trial indices into consecutive chunks of at most ``chunk_size`` trials
+    (default: bounded by :data:`CHUNK_BYTES` of truncated kernels), never mixing the
+    single-layer trials of two layers."""
+    modules = dict(model.named_modules())
+    chunks: list[list[int]] = []
+    cur: list[int] = []
+    cur_bytes = 0
+    cur_key = None
+    for i, t in enumerate(trials):
+        key = (t.layer, t.cuts == "all")
+        b = _variant_bytes(t, modules)
+        full = (chunk_size is not None and len(cur) >= chunk_size) or (
+            chunk_size is None and cur and cur_bytes + b > CHUNK_BYTES)
+        if cur and (full or key != cur_key):
+            chunks.append(cur)
+            cur, cur_bytes = [], 0
+        cur.append(i)
+        cur_bytes += b
+        cur_key = key
+    if cur:
+        chunks.append(cur)
+    return chunks
+
+
+def _aggregate(metrics: Mapping[str, TruncationMetrics]) -> dict[str, float]:
+    ms = list(metrics.values())
+    return {
+        "norm_loss": float(np.mean([m.norm_loss for m in ms])),
+        "rel_error": float(np.mean([m.rel_error for m in ms])),
+        "fidelity": float(np.mean([m.fidelity for m in ms])),
+        "chi": int(min(min(m.chi) for m in ms)),
+        "params_factorized": int(sum(m.params_factorized for m in ms)),
+        "params_dense": int(sum(m.params_dense for m in ms)),
+        "n_layers": len(ms),
+    }
+
+
+def run_chunk(
+    source: Source, trials: Sequence[TrialSpec], indices: Sequence[int],
+    device: str = "auto", method: str = "fast", num_threads: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Truncate and evaluate the trials ``indices`` in one data pass; a record per trial.
+
+    Identical truncations (same layers, cuts and resolved χ) are evaluated once; a
+    trial that changes nothing (χ = χ_max everywhere) reports the baseline.
+    """
+    with _LOCK:
+        if num_threads:
+            torch.set_num_threads(num_threads)
+        model, data = _loaded(source)
+        dev = resolve_device(device)
+        model.to(dev).eval()
+        modules = dict(model.named_modules())
+        svd_caches: dict[str, dict] = {}
+        variants: list[dict[str, torch.Tensor]] = []
+        signature_to_variant: dict[str, int] = {}
+        records: list[dict[str, Any]] = []
+        which: list[int | None] = []
+        for i in indices:
+            trial = trials[i]
+            weights: dict[str, torch.Tensor] = {}
+            metrics: dict[str, TruncationMetrics] = {}
+            for name, entry in trial.plan.items():
+                cache = svd_caches.setdefault(f"{name}|{json.dumps(entry.legs)}", {})
+                w, m = truncate(modules[name].weight.detach(), entry.cuts, entry.keeps,
+                                entry.legs, _svd_cache=cache)
+                metrics[name] = m
+                if any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True)):
+                    weights[name] = w
+            sig = json.dumps({n: [metrics[n].cuts, metrics[n].chi] for n in weights},
+                             sort_keys=True)
+            if not weights:
+                which.append(None)
+            elif sig in signature_to_variant:
+                which.append(signature_to_variant[sig])
+            else:
+                signature_to_variant[sig] = len(variants)
+                which.append(len(variants))
+                variants.append(weights)
+            records.append({"index": i, **_aggregate(metrics)})
+        baseline, results = evaluate_variants(model, data, variants, dev, method=method)
+        for rec, w in zip(records, which, strict=True):
+            r = baseline if w is None else results[w]
+            rec["accuracy"], rec["loss"] = r.accuracy, r.loss
+        if progress:
+            progress(len(indices))
+        return {"baseline_accuracy": baseline.accuracy, "baseline_loss": baseline.loss,
+                "n_samples": baseline.n, "records": records}
+
+
+def _part_dataset(part: Mapping[str, Any], trials: Sequence[TrialSpec]) -> xr.Dataset:
+    recs = part["records"]
+    idx = [r["index"] for r in recs]
+    data = {v: ("trial", np.array([r[v] for r in recs])) for v in VARIABLES}
+    ds = xr.Dataset(data, coords={
+        "trial": idx,
+        "layer": ("trial", [trials[i].layer for i in idx]),
+        "cuts": ("trial", [trials[i].cuts for i in idx]),
+        "keep": ("trial", [trials[i].keep for i in idx]),
+    })
+    ds["plan"] = ("trial", [json.dumps(trials[i].plan.as_dict()) for i in idx])
+    ds.attrs.update(baseline_accuracy=part["baseline_accuracy"],
+                    baseline_loss=part["baseline_loss"], n_samples=part["n_samples"])
+    return ds
+
+
+_ATTRS = {
+    "accuracy": ("test accuracy of the truncated model", "fraction"),
+    "loss": ("mean cross-entropy loss of the truncated model", "nat"),
+    "norm_loss": ("norm loss 1 - |W~|^2/|W|^2 (mean over the trial's layers)", "1"),
+    "rel_error": ("relative error |W - W~|/|W| (mean over the trial's layers)", "1"),
+    "fidelity": ("fidelity <W,W~>/(|W||W~|) (mean over the trial's layers)", "1"),
+    "chi": ("kept singular values (smallest over the trial's layers and cuts)", "1"),
+    "params_factorized": ("parameters of the factorised form (sum over layers)", "1"),
+    "params_dense": ("parameters of the truncated kernels, dense (sum over layers)", "1"),
+    "n_layers": ("number of layers the trial truncates", "1"),
+    "plan": ("the trial's plan as JSON {layer: {cuts, keep}}", ""),
+}
+
+
+def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dataset:
+    """The sweep dataset from chunk datasets (any order): sorted by trial, attrs set."""
+    ds = xr.concat(list(parts), dim="trial").sortby("trial")
+    base = {float(p.attrs["baseline_accuracy"]) for p in parts}
+    if len(base) != 1:
+        raise RuntimeError(f"chunks disagree on the baseline accuracy: {sorted(base)}")
+    for name, (long_name, units) in _ATTRS.items():
+        ds[name].attrs = {"long_name": long_name, "units": units}
+    ds.attrs = {"baseline_accuracy": float(parts[0].attrs["baseline_accuracy"]),
+                "baseline_loss": float(parts[0].attrs["baseline_loss"]),
+                "n_samples": int(parts[0].attrs["n_samples"]), **attrs}
+    return ds
+
+
+# --------------------------------------------------------------------------- driver
+
+
+def _model_sha256(model: nn.Module) -> str:
+    h = hashlib.sha256()
+    for name, t in model.state_dict().items():
+        h.update(name.encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+def _n_samples(data: Iterable) -> int | None:
+    try:
+        return len(data.dataset)  # type: ignore[attr-defined]
+    except (AttributeError, TypeError):
+        return None
+
+
+def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
+                    what: str = "data") -> None:
+    """InputError when the first batch of ``data`` does not fit ``model``'s input."""
+    try:
+        x = next(iter(data))[0]
+    except StopIteration:
+        raise InputError(f"{what} is empty; give at least one sample") from None
+    try:
+        with torch.no_grad():
+            model.to(device).eval()(x[:2].to(device))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"{what}: inputs of shape {tuple(x.shape[1:])} do not fit the model ({first}); "
+            "choose a data set with the model's input channels and image size"
+        ) from None
+
+
+def sweep(
+    model: nn.Module,
+    data: Iterable,
+    layers: str | Sequence[str] | None = None,
+    cuts: str | Sequence[str] = "all",
+    keeps: str | Sequence[KeepLike] | None = None,
+    device: str | torch.device = "auto",
+    *,
+    plans: str | Sequence[str] = ("layer",),
+    kinds: str | Sequence[str] | None = None,
+    legs: LegsSpec = "natural",
+    out: str | Path | None = None,
+    resume: bool = False,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    chunk_size: int | None = None,
+    method: str = "fast",
+    progress: bool = False,
+    source: Source | None = None,
+    config: Mapping[str, Any] | None = None,
+) -> xr.Dataset:
+    """Evaluate every trial of the grid layers × cuts × keeps (see :func:`build_trials`).
+
+    ``model``: a module whose selected layers have kernels; ``data``: an iterable of
+    ``(x, y)`` batches (a DataLoader; its order is the evaluation order). Returns the
+    sweep dataset (dim ``trial``; coordinates ``layer``, ``cuts``, ``keep``; variables
+    accuracy (fraction), loss, norm_loss, rel_error, fidelity, chi, params_factorized,
+    params_dense, n_layers, plan; attrs ``baseline_accuracy`` and provenance).
+
+    ``out``: write the dataset there (atomically), with finished chunks kept in
+    ``<out>.parts/`` meanwhile; ``resume=True`` continues from them. ``workers`` /
+    ``scheduler``: evaluate chunks on a Dask LocalCluster of N processes / an
+    existing cluster. ``method="naive"`` re-evaluates the whole network per trial.
+    """
+    if method not in ("fast", "naive"):
+        raise InputError(f"method {method!r} is unknown; valid: fast, naive")
+    dev = resolve_device(device)
+    trials = build_trials(model, layers, cuts, keeps, plans, kinds, legs)
+    out_path = check_output_path(out) if out is not None else None
+    check_data_fits(model, data, dev)
+    if workers is not None and (not isinstance(workers, int) or workers < 1):
+        raise InputError(f"workers={workers!r}: give a number of worker processes >= 1")
+    source = source or ObjectSource(model, data)
+    chunks = make_chunks(trials, model, chunk_size)
+    keep_labels = [k.label for k in _as_keeps(keeps) or []] or "default"
+    conf = {"layers": layers, "cuts": cuts, "keeps": keep_labels,
+            "plans": plans, "kinds": kinds, "legs": legs, "method": method,
+            **(dict(config) if config else {})}
+    fingerprint = hashlib.sha256(json.dumps({
+        "trials": [t.as_dict() for t in trials], "chunks": chunks,
+        "model": _model_sha256(model), "n_samples": _n_samples(data), "config": conf,
+    }, sort_keys=True, default=str).encode()).hexdigest()
+
+    parts_dir = Path(f"{out_path}.parts") if out_path is not None else None
+    done: dict[int, xr.Dataset] = {}
+    if parts_dir is not None:
+        manifest = parts_dir / "manifest.json"
+        if resume and manifest.is_file():
+            held = json.loads(manifest.read_text())
+            if held.get("fingerprint") != fingerprint:
+                raise InputError(
+                    f"--resume: the finished chunks in {str(parts_dir)!r} belong to a different "
+                    "sweep (model, data or grid changed); run without --resume to start over"
+                )
+            for p in sorted(parts_dir.glob("chunk-*.nc")):
+                done[int(p.stem.split("-")[1])] = read_netcdf(p)
+        else:
+            if parts_dir.exists():
+                shutil.rmtree(parts_dir)
+            parts_dir.mkdir()
+            write_json({"fingerprint": fingerprint, "n_trials": len(trials),
+                        "n_chunks": len(chunks)}, manifest)
+
+    todo = [c for c in range(len(chunks)) if c not in done]
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(trials), unit="trial", desc="sweep",
+                   initial=sum(len(chunks[c]) for c in done))
+
+    def finished(c: int, part: Mapping[str, Any]) -> None:
+        ds = _part_dataset(part, trials)
+        if parts_dir is not None:
+            write_netcdf(ds, parts_dir / f"chunk-{c:05d}.nc")
+        done[c] = ds
+        if bar is not None:
+            bar.update(len(chunks[c]))
+
+    device_name = str(device)
+    if workers is None and scheduler is None:
+        for c in todo:
+            finished(c, run_chunk(source, trials, chunks[c], device_name, method))
+    else:
+        _run_distributed(source, trials, chunks, todo, device_name, method, workers, scheduler,
+                         finished)
+    if bar is not None:
+        bar.close()
+    _CACHE.pop(source.key, None)
+    attrs = provenance(config=conf, device=str(dev), model_sha256=_model_sha256(model),
+                       fingerprint=fingerprint)
+    ds = merge_parts([done[c] for c in range(len(chunks))], attrs)
+    if out_path is not None:
+        write_netcdf(ds, out_path)
+        shutil.rmtree(parts_dir, ignore_errors=True)
+    return ds
+
+
+def _run_distributed(source: Source, trials: Sequence[TrialSpec], chunks: Sequence[list[int]],
+                     todo: Sequence[int], device: str, method: str, workers: int | None,
+                     scheduler: str | None, finished: Callable[[int, Mapping], None]) -> None:
+    from distributed import Client, LocalCluster, as_completed
+
+    cluster = None
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except OSError as exc:
+            raise InputError(f"scheduler {scheduler!r} cannot be reached: {exc}") from None
+        threads = None
+    else:
+        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                               dashboard_address=None)
+        client = Client(cluster)
+        threads = max(1, (torch.get_num_threads() or 1) // max(1, workers or 1))
+    try:
+        src = client.scatter(source, broadcast=True, hash=False)
+        trial_list = client.scatter(list(trials), broadcast=True, hash=False)
+        futures = {client.submit(run_chunk, src, trial_list, chunks[c], device, method,
+                                 threads, pure=False): c for c in todo}
+        for fut in as_completed(futures):
+            finished(futures[fut], fut.result())
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()

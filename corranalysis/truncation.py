@@ -1,0 +1,495 @@
+"""Truncation of kernels along cuts, keep specs, plans and the ``truncated`` context manager.
+
+A *truncation* projects a kernel W onto its top-χ singular subspace across a cut
+(W̃ = U_χ S_χ V_χᵀ of the cut's matricisation). Several cuts are applied in the
+order given, each to the result of the previous one. The SVD is computed in
+float64 (numpy or torch, on the kernel's device); W̃ comes back in the kernel's
+dtype, on its device.
+
+A *keep spec* says how much to keep at one cut: ``chi=N`` (1 ≤ N ≤ χ_max),
+``frac=f`` (0 < f ≤ 1, χ = ⌈f·χ_max⌉) or ``loss=ε`` (0 ≤ ε < 1, the smallest χ
+whose norm loss Σ_{k>χ} s_k²/Σ s² is ≤ ε).
+
+A *plan* maps layer names to ``{"cuts": [...], "keep": spec}`` (keep shared by
+the cuts or one per cut, optional ``legs``); :func:`truncated` applies one to a
+model in place and restores the exact original weights on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, NamedTuple
+
+import numpy as np
+import torch
+from torch import nn
+
+from .cuts import Cut, matricize, parse_cut, unmatricize
+from .errors import InputError
+from .legs import LegLayout, LegsSpec, fine_grain, natural_legs
+
+KeepKind = Literal["chi", "frac", "loss"]
+KEEP_KINDS: tuple[str, ...] = ("chi", "frac", "loss")
+# Norm losses within this of the budget count as inside it (float64 round-off).
+_LOSS_SLACK = 1e-12
+
+
+@dataclass(frozen=True)
+class KeepSpec:
+    """How much of a cut's spectrum to keep: ``chi=N``, ``frac=f`` or ``loss=ε``."""
+
+    kind: KeepKind
+    value: float
+
+    def __post_init__(self) -> None:
+        if self.kind not in KEEP_KINDS:
+            raise InputError(f"keep spec kind {self.kind!r} is unknown; valid: chi, frac, loss")
+        v = self.value
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v):
+            raise InputError(f"keep spec {self.kind}={v!r}: the value must be a finite number")
+        if self.kind == "chi" and (v != int(v) or v < 1):
+            raise InputError(f"keep spec chi={v:g}: chi must be an integer >= 1")
+        if self.kind == "frac" and not 0 < v <= 1:
+            raise InputError(f"keep spec frac={v:g}: frac must be in (0, 1]")
+        if self.kind == "loss" and not 0 <= v < 1:
+            raise InputError(f"keep spec loss={v:g}: the norm-loss budget must be in [0, 1)")
+        if self.kind == "chi":
+            object.__setattr__(self, "value", int(v))
+
+    @classmethod
+    def parse(cls, spec: KeepLike) -> KeepSpec:
+        """A KeepSpec from ``"chi=40"``, ``"frac=0.5"``, ``"loss=0.1"``, a dict or a KeepSpec."""
+        if isinstance(spec, KeepSpec):
+            return spec
+        if isinstance(spec, Mapping) and len(spec) == 1:
+            ((kind, value),) = spec.items()
+            return cls(str(kind).strip().lower(), value)  # type: ignore[arg-type]
+        text = str(spec).strip()
+        kind, sep, value = text.partition("=")
+        kind = kind.strip().lower()
+        if not sep or kind not in KEEP_KINDS:
+            raise InputError(
+                f"keep spec {spec!r} is malformed; write chi=N (1 <= N <= chi_max), "
+                "frac=f (0 < f <= 1) or loss=e (0 <= e < 1)"
+            )
+        try:
+            number = float(value)
+        except ValueError:
+            raise InputError(f"keep spec {spec!r}: {value.strip()!r} is not a number") from None
+        if kind == "chi" and number == int(number):
+            number = int(number)
+        return cls(kind, number)  # type: ignore[arg-type]
+
+    @property
+    def label(self) -> str:
+        return f"{self.kind}={self.value:g}" if self.kind != "chi" else f"chi={self.value}"
+
+    def __str__(self) -> str:
+        return self.label
+
+    def chi(self, s: np.ndarray, chi_max: int, where: str = "") -> int:
+        """χ this spec keeps for singular values ``s`` (descending) of a cut of rank ``chi_max``."""
+        if self.kind == "chi":
+            if self.value > chi_max:
+                raise InputError(
+                    f"keep spec {self.label}{where}: chi must be <= chi_max = {chi_max}"
+                )
+            return int(self.value)
+        if self.kind == "frac":
+            return max(1, min(chi_max, math.ceil(self.value * chi_max - 1e-9)))
+        losses = norm_loss_curve(s)
+        ok = np.nonzero(losses <= self.value + _LOSS_SLACK)[0]
+        return int(ok[0]) + 1 if ok.size else chi_max
+
+
+KeepLike = KeepSpec | str | Mapping[str, float]
+
+
+def norm_loss_curve(s: np.ndarray) -> np.ndarray:
+    """Norm loss when keeping χ = 1..len(s) singular values: Σ_{k>χ} s_k² / Σ s² (float64)."""
+    s2 = np.asarray(s, dtype=np.float64) ** 2
+    total = s2.sum()
+    if total == 0:
+        return np.zeros(len(s2))
+    tail = np.concatenate([np.cumsum(s2[::-1])[::-1][1:], [0.0]])
+    return tail / total
+
+
+@dataclass(frozen=True)
+class TruncationMetrics:
+    """What a truncation did to one kernel.
+
+    ``chi``/``chi_max``/``cut_losses`` are per cut in order (each cut's loss relative
+    to the kernel it received); ``norm_loss`` = 1 − ‖W̃‖²/‖W‖² overall; ``rel_error``
+    = ‖W − W̃‖/‖W‖; ``fidelity`` = ⟨W, W̃⟩/(‖W‖‖W̃‖); ``params_factorized`` is the
+    parameter count of the cheapest two-factor form A·B of W̃ across one of the cuts
+    (χ·(dim A + dim B), using W̃'s numerical rank at earlier cuts); ``params_dense``
+    the kernel's size.
+    """
+
+    cuts: tuple[str, ...]
+    chi: tuple[int, ...]
+    chi_max: tuple[int, ...]
+    cut_losses: tuple[float, ...]
+    norm_loss: float
+    rel_error: float
+    fidelity: float
+    params_factorized: int
+    params_dense: int
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in self.__dict__.items()}
+
+
+class Truncation(NamedTuple):
+    """The truncated kernel (kernel's dtype and device) and its metrics."""
+
+    weight: Any
+    metrics: TruncationMetrics
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def _is_torch(x: Any) -> bool:
+    return isinstance(x, torch.Tensor)
+
+
+def _to64(weight: Any) -> Any:
+    if _is_torch(weight):
+        return weight.detach().to(torch.float64)
+    return np.asarray(weight, dtype=np.float64)
+
+
+def _svd(matrix: Any) -> tuple[Any, np.ndarray, Any]:
+    """Thin SVD (U, s as float64 numpy, Vh) of a float64 numpy array or torch tensor."""
+    if _is_torch(matrix):
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        return u, s.cpu().numpy(), vh
+    u, s, vh = np.linalg.svd(matrix, full_matrices=False)
+    return u, s, vh
+
+
+def _norm(x: Any) -> float:
+    return float(torch.linalg.vector_norm(x)) if _is_torch(x) else float(np.linalg.norm(x))
+
+
+def _inner(a: Any, b: Any) -> float:
+    return float((a * b).sum())
+
+
+def _as_keeps(keep: KeepLike | Sequence[KeepLike], n: int) -> list[KeepSpec]:
+    if isinstance(keep, (str, KeepSpec, Mapping)):
+        return [KeepSpec.parse(keep)] * n
+    keeps = [KeepSpec.parse(k) for k in keep]
+    if len(keeps) != n:
+        raise InputError(
+            f"keep: got {len(keeps)} keep specs for {n} cuts; give one shared spec or one per cut"
+        )
+    return keeps
+
+
+def layout_of(shape: Sequence[int], legs: LegsSpec = "natural") -> LegLayout:
+    """The (fine-grained) leg layout of a kernel of ``shape``."""
+    return fine_grain(natural_legs(len(shape)), tuple(int(n) for n in shape), legs)
+
+
+def parse_cuts(cuts: str | Cut | Sequence[str | Cut], layout: LegLayout,
+               where: str = "") -> list[Cut]:
+    """Canonical cuts from one label / Cut or a sequence (``;`` also separates labels)."""
+    if isinstance(cuts, (str, Cut)):
+        cuts = [cuts]
+    out: list[Cut] = []
+    for item in cuts:
+        labels = item.split(";") if isinstance(item, str) else [item]
+        for label in labels:
+            text = label.label if isinstance(label, Cut) else label
+            try:
+                out.append(parse_cut(text, layout.names))
+            except InputError as exc:
+                raise InputError(f"{where}{exc}") from None
+    if not out:
+        raise InputError(f"{where}no cut given; valid legs: {', '.join(layout.names)}")
+    return out
+
+
+def cut_dims(layout: LegLayout, cut: Cut) -> tuple[int, int]:
+    """(dim A, dim B) of the matrix of ``cut``."""
+    return layout.size_of(cut.left), layout.size_of(cut.right)
+
+
+@dataclass
+class _CutSVD:
+    """A cached SVD of a kernel across one cut (float64)."""
+
+    u: Any
+    s: np.ndarray
+    vh: Any
+
+
+def _numerical_rank(matrix: Any) -> int:
+    s = _svd(matrix)[1]
+    if s.size == 0 or s[0] == 0:
+        return 0
+    tol = s[0] * max(matrix.shape) * np.finfo(np.float64).eps
+    return int((s > tol).sum())
+
+
+def truncate(
+    weight: Any,
+    cuts: str | Cut | Sequence[str | Cut],
+    keep: KeepLike | Sequence[KeepLike],
+    legs: LegsSpec = "natural",
+    *,
+    _svd_cache: dict | None = None,
+) -> Truncation:
+    """Truncate ``weight`` along ``cuts`` (in order) keeping ``keep`` at each.
+
+    ``weight``: a kernel ``(out, in, *spatial)`` as a torch tensor (any device) or a
+    numpy array. ``cuts``: one cut label (``"out|in,kh,kw"``) or a sequence applied in
+    order. ``keep``: one keep spec shared by the cuts, or one per cut. ``legs``:
+    fine-graining of the natural legs (see :func:`corranalysis.legs.fine_grain`).
+    Returns ``(weight, metrics)``: the truncated kernel in ``weight``'s dtype and
+    device, and a :class:`TruncationMetrics`. A cut kept at χ = χ_max is the identity.
+    """
+    if not (_is_torch(weight) or isinstance(weight, np.ndarray)):
+        weight = np.asarray(weight)
+    shape = tuple(int(n) for n in weight.shape)
+    layout = layout_of(shape, legs)
+    cut_list = parse_cuts(cuts, layout)
+    keeps = _as_keeps(keep, len(cut_list))
+    w0 = _to64(weight)
+    w = w0
+    chis: list[int] = []
+    chi_maxes: list[int] = []
+    losses: list[float] = []
+    changed = False
+    for i, (cut, spec) in enumerate(zip(cut_list, keeps, strict=True)):
+        rows, cols = cut_dims(layout, cut)
+        chi_max = min(rows, cols)
+        if spec.kind == "chi" and spec.value > chi_max:
+            raise InputError(f"keep spec {spec.label} at cut {cut.label!r}: "
+                             f"chi must be <= chi_max = {chi_max}")
+        if spec.kind == "frac" and spec.value == 1:
+            chis.append(chi_max)
+            chi_maxes.append(chi_max)
+            losses.append(0.0)
+            continue
+        key = (cut.label,)
+        if i == 0 and _svd_cache is not None and key in _svd_cache:
+            svd = _svd_cache[key]
+        else:
+            svd = _CutSVD(*_svd(matricize(w, layout.names, layout.sizes, cut)))
+            if i == 0 and _svd_cache is not None:
+                _svd_cache[key] = svd
+        chi = spec.chi(svd.s, chi_max, where=f" at cut {cut.label!r}")
+        chis.append(chi)
+        chi_maxes.append(chi_max)
+        losses.append(float(norm_loss_curve(svd.s)[chi - 1]) if len(svd.s) else 0.0)
+        if chi >= chi_max:
+            continue
+        kept = svd.s[:chi]
+        if _is_torch(svd.u):
+            kept = torch.as_tensor(kept, device=svd.u.device)
+        m = (svd.u[:, :chi] * kept) @ svd.vh[:chi]
+        w = unmatricize(m, layout.names, layout.sizes, cut, shape)
+        changed = True
+
+    n0 = _norm(w0)
+    nw = _norm(w)
+    norm_loss = 1.0 - float(np.prod([1.0 - x for x in losses]))
+    if changed and n0 > 0:
+        rel_error = _norm(w0 - w) / n0
+        fidelity = _inner(w0, w) / (n0 * nw) if nw > 0 else 0.0
+    else:
+        rel_error, fidelity = 0.0, 1.0
+    # parameter count of the cheapest two-factor form across one of the cuts
+    ranks = list(chis)
+    for i, cut in enumerate(cut_list[:-1]):
+        if changed and i < len(cut_list) - 1:
+            ranks[i] = min(chis[i], _numerical_rank(matricize(w, layout.names, layout.sizes, cut)))
+    params = min(r * sum(cut_dims(layout, c)) for r, c in zip(ranks, cut_list, strict=True))
+    metrics = TruncationMetrics(
+        cuts=tuple(c.label for c in cut_list), chi=tuple(chis), chi_max=tuple(chi_maxes),
+        cut_losses=tuple(losses), norm_loss=max(0.0, norm_loss), rel_error=rel_error,
+        fidelity=min(1.0, fidelity), params_factorized=int(params),
+        params_dense=int(np.prod(shape)),
+    )
+    if not changed:
+        out = weight.detach().clone() if _is_torch(weight) else np.array(weight, copy=True)
+    elif _is_torch(weight):
+        out = w.to(weight.dtype)
+    else:
+        out = np.asarray(w, dtype=weight.dtype)
+    return Truncation(out, metrics)
+
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass(frozen=True)
+class PlanEntry:
+    """What to do to one layer: ``cuts`` in order, one keep per cut, optional fine-graining."""
+
+    cuts: tuple[str, ...]
+    keeps: tuple[KeepSpec, ...]
+    legs: Any = "natural"
+
+    def as_dict(self) -> dict[str, Any]:
+        keep: Any = self.keeps[0].label if len(set(self.keeps)) == 1 else [
+            k.label for k in self.keeps]
+        out: dict[str, Any] = {"cuts": list(self.cuts), "keep": keep}
+        if self.legs != "natural":
+            out["legs"] = self.legs
+        return out
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A truncation plan: layer name → :class:`PlanEntry`, in forward order."""
+
+    entries: dict[str, PlanEntry] = field(default_factory=dict)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def items(self):
+        return self.entries.items()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {name: e.as_dict() for name, e in self.entries.items()}
+
+    def to_json(self) -> str:
+        return json.dumps(self.as_dict(), sort_keys=False)
+
+
+PlanLike = Plan | Mapping[str, Any] | str | Path
+
+
+def load_plan_file(path: str | Path) -> dict[str, Any]:
+    """Read a plan file (YAML or JSON) into a mapping; InputError if it does not parse."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"plan file {str(path)!r} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"plan file {str(path)!r} does not parse as YAML/JSON: {exc}") from None
+    if not isinstance(data, Mapping) or not data:
+        raise InputError(
+            f"plan file {str(path)!r} must map layer names to "
+            "{cuts: [..], keep: 'frac=0.2'}, e.g. {features.0: {cuts: ['out|in,kh,kw'], "
+            "keep: 'frac=0.2'}}"
+        )
+    return dict(data)
+
+
+def _kernel_modules(model: nn.Module) -> dict[str, nn.Module]:
+    return {n: m for n, m in model.named_modules()
+            if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.ndim >= 2}
+
+
+def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
+    """Validate ``plan`` against ``model``: layers exist, cuts parse, keeps are in range.
+
+    ``plan`` is a :class:`Plan`, a mapping ``{layer: {cuts: [...], keep: spec}}``
+    (``cuts`` may be ``"all"``/``"contiguous"`` or labels), or a YAML/JSON file path.
+    """
+    if isinstance(plan, Plan):
+        raw: Mapping[str, Any] = plan.as_dict()
+    elif isinstance(plan, (str, Path)):
+        raw = load_plan_file(plan)
+    elif isinstance(plan, Mapping):
+        raw = plan
+    else:
+        raise InputError(f"plan {plan!r} must be a mapping, a Plan or a plan file path")
+    modules = _kernel_modules(model)
+    entries: dict[str, PlanEntry] = {}
+    order = list(modules)
+    for name in raw:
+        if name not in modules:
+            raise InputError(
+                f"plan names unknown layer {name!r}; layers with kernels: {', '.join(order)}"
+            )
+    for name in sorted(raw, key=order.index):
+        spec = raw[name]
+        if not isinstance(spec, Mapping) or "cuts" not in spec or "keep" not in spec:
+            raise InputError(
+                f"plan entry for layer {name!r} must be {{cuts: [..], keep: 'frac=0.2'}}, "
+                f"got {spec!r}"
+            )
+        unknown = sorted(set(spec) - {"cuts", "keep", "legs"})
+        if unknown:
+            raise InputError(f"plan entry for layer {name!r} has unknown keys {unknown}; "
+                             "valid: cuts, keep, legs")
+        legs = spec.get("legs", "natural")
+        shape = tuple(modules[name].weight.shape)
+        layout = layout_of(shape, legs)
+        cuts_spec = spec["cuts"]
+        if cuts_spec in ("all", "contiguous"):
+            from .cuts import select_cuts
+
+            cut_list = select_cuts(layout.names, cuts_spec)
+        else:
+            cut_list = parse_cuts(cuts_spec, layout, where=f"plan, layer {name!r}: ")
+        keeps = _as_keeps(spec["keep"], len(cut_list))
+        for cut, k in zip(cut_list, keeps, strict=True):
+            chi_max = min(cut_dims(layout, cut))
+            if k.kind == "chi" and k.value > chi_max:
+                raise InputError(f"plan, layer {name!r}: keep {k.label} at cut {cut.label!r} "
+                                 f"must be <= chi_max = {chi_max}")
+        entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs)
+    return Plan(entries)
+
+
+def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]:
+    """Truncate the model's kernels in place as ``plan`` says; metrics per layer.
+
+    No restore: use :func:`truncated` for a temporary truncation.
+    """
+    resolved = resolve_plan(model, plan)
+    modules = _kernel_modules(model)
+    out: dict[str, TruncationMetrics] = {}
+    with torch.no_grad():
+        for name, entry in resolved.items():
+            param = modules[name].weight
+            new, metrics = truncate(param.detach(), entry.cuts, entry.keeps, entry.legs)
+            param.copy_(new)
+            out[name] = metrics
+    return out
+
+
+def chi_plan(plan: Plan, metrics: Mapping[str, TruncationMetrics]) -> Plan:
+    """``plan`` with every keep replaced by the χ it resolved to (``metrics`` of applying it)."""
+    return Plan({
+        name: PlanEntry(e.cuts, tuple(KeepSpec("chi", c) for c in metrics[name].chi), e.legs)
+        for name, e in plan.items()
+    })
+
+
+@contextlib.contextmanager
+def truncated(model: nn.Module, plan: PlanLike) -> Iterator[dict[str, TruncationMetrics]]:
+    """Apply ``plan`` to ``model`` in place for the ``with`` body; restore exactly on exit.
+
+    Yields the metrics per layer. The original weights are restored bit for bit on
+    exit, also when the body (or the truncation itself) raises.
+    """
+    resolved = resolve_plan(model, plan)
+    modules = _kernel_modules(model)
+    saved = {name: modules[name].weight.detach().clone() for name in resolved}
+    try:
+        yield apply_plan(model, resolved)
+    finally:
+        with torch.no_grad():
+            for name, original in saved.items():
+                modules[name].weight.copy_(original)
