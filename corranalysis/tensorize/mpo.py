@@ -152,10 +152,12 @@ class MPOLinear(nn.Module):
 
 
 class MPOConv2d(nn.Module):
-    """``nn.Conv2d`` whose kernel ``(out, in, kh, kw)`` is an MPO with a last spatial site.
+    """``nn.Conv2d`` whose kernel ``(out, in, kh, kw)`` is an MPO with a first spatial site.
 
-    Sites: ``(o_k, i_k)`` for the channel factors, then ``(1, kh·kw)``. The forward pass
-    unfolds patches ``(B, in·kh·kw, L)`` and contracts them through the cores.
+    Sites: ``(1, kh·kw)``, then ``(o_k, i_k)`` for the channel factors. The forward pass
+    unfolds patches ``(B·L, kh·kw, in)`` and contracts them through the cores; the spatial
+    core goes first because it shrinks the row (no output leg), which keeps the
+    intermediates of the chain small.
     """
 
     def __init__(
@@ -174,7 +176,7 @@ class MPOConv2d(nn.Module):
         self.kernel_size, self.stride = tuple(kernel_size), tuple(stride)
         self.padding, self.dilation = tuple(padding), tuple(dilation)
         kk = self.kernel_size[0] * self.kernel_size[1]
-        self.mpo = MPOLinear([*in_factors, kk], [*out_factors, 1], bonds, bias=bias)
+        self.mpo = MPOLinear([kk, *in_factors], [1, *out_factors], bonds, bias=bias)
         self.in_channels, self.out_channels = math.prod(in_factors), math.prod(out_factors)
         self.chunk_rows = chunk_rows
 
@@ -183,19 +185,21 @@ class MPOConv2d(nn.Module):
         in_factors: Sequence[int], out_factors: Sequence[int], kernel_size: tuple[int, int]
     ) -> tuple[list[int], list[int]]:
         """(out, in) factors of all sites including the spatial one."""
-        return [*out_factors, 1], [*in_factors, kernel_size[0] * kernel_size[1]]
+        return [1, *out_factors], [kernel_size[0] * kernel_size[1], *in_factors]
 
     def load_dense(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Set the cores from a conv kernel ``(out, in, kh, kw)``; returns the relative error."""
-        return self.mpo.load_dense(weight.reshape(weight.shape[0], -1), bias)
+        w = weight.reshape(weight.shape[0], weight.shape[1], -1).transpose(1, 2)  # (out, kk, in)
+        return self.mpo.load_dense(w.reshape(weight.shape[0], -1), bias)
 
     @property
     def init_rel_error(self) -> float:
         return self.mpo.init_rel_error
 
     def dense_weight(self) -> torch.Tensor:
-        shape = (self.out_channels, self.in_channels, *self.kernel_size)
-        return self.mpo.dense_weight().reshape(shape)
+        kh, kw = self.kernel_size
+        w = self.mpo.dense_weight().reshape(self.out_channels, kh * kw, self.in_channels)
+        return w.transpose(1, 2).reshape(self.out_channels, self.in_channels, kh, kw)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, _, h, w = x.shape
@@ -203,7 +207,8 @@ class MPOConv2d(nn.Module):
         ho = (h + 2 * self.padding[0] - self.dilation[0] * (kh - 1) - 1) // self.stride[0] + 1
         wo = (w + 2 * self.padding[1] - self.dilation[1] * (kw - 1) - 1) // self.stride[1] + 1
         cols = F.unfold(x, self.kernel_size, self.dilation, self.padding, self.stride)
-        rows = cols.transpose(1, 2).reshape(b * ho * wo, -1)  # (B·L, in·kh·kw)
+        cols = cols.reshape(b, self.in_channels, kh * kw, ho * wo)
+        rows = cols.permute(0, 3, 2, 1).reshape(b * ho * wo, -1)  # (B·L, kh·kw·in)
         if torch.is_grad_enabled() or rows.shape[0] <= self.chunk_rows:
             y = self.mpo(rows)
         else:  # inference on big batches: bound the intermediate size

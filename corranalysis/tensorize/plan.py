@@ -119,7 +119,7 @@ def _plan_mpo(p: LayerPlan) -> None:
         fin, fout = balanced_factors(in_size, s["sites"]), balanced_factors(out_size, s["sites"])
     site_out, site_in = list(fout), list(fin)
     if isinstance(m, nn.Conv2d):
-        site_out, site_in = [*fout, 1], [*fin, m.kernel_size[0] * m.kernel_size[1]]
+        site_out, site_in = [1, *fout], [m.kernel_size[0] * m.kernel_size[1], *fin]
     full = full_bonds(site_out, site_in)
     max_chi = max(full, default=1)
     bias = _bias(m)
