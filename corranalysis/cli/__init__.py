@@ -13,6 +13,8 @@ import click
 from ..errors import InputError
 from . import run, spectra  # noqa: F401  (register the verbs)
 from ._app import app, console
+from .retrain import retrain_cmd as _retrain_cmd  # noqa: F401  (registers the verb)
+from .sweep import sweep_cmd as _sweep_cmd  # noqa: F401  (registers the verb)
 from .tensorize import tensorize as _tensorize  # noqa: F401  (registers the verb)
 from .train import train_cmd as _train_cmd  # noqa: F401  (registers train and evaluate)
 

@@ -1,0 +1,84 @@
+"""``corranalysis sweep``: truncation trials of a checkpoint evaluated on a data set."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from ..errors import InputError
+from ..io import check_output_path
+from ._app import app, console
+
+
+def _labels(items: list[str]) -> str | list[str]:
+    labels = [c.strip() for item in items for c in item.split(";") if c.strip()]
+    if len(labels) == 1 and labels[0] in ("all", "contiguous"):
+        return labels[0]
+    return labels or "all"
+
+
+def summary_table(ds) -> Table:
+    """Per layer (single-layer trials): cuts, trials, best/worst accuracy."""
+    base = float(ds.attrs["baseline_accuracy"])
+    table = Table(title=f"sweep (baseline accuracy {base:.4f})")
+    for col in ("layer", "cuts", "trials", "min accuracy", "max norm loss within 1 pt"):
+        table.add_column(col, justify="left" if col == "layer" else "right")
+    for layer in dict.fromkeys(ds["layer"].values.tolist()):
+        sub = ds.where(ds.layer == layer, drop=True)
+        ok = sub.norm_loss.where(sub.accuracy >= base - 0.01)
+        table.add_row(str(layer), str(len(set(sub.cuts.values.tolist()))), str(sub.sizes["trial"]),
+                      f"{float(sub.accuracy.min()):.4f}", f"{float(ok.max()):.4f}")
+    return table
+
+
+@app.command("sweep")
+def sweep_cmd(
+    checkpoint: Path = typer.Argument(..., help="model.pt (a state_dict)"),
+    model: str = typer.Option(..., "--model", "-m", help="model name or package.module:factory"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="data set name"),
+    out: Path = typer.Option(..., "--out", "-o", help="sweep netCDF file to write"),
+    test_size: int | None = typer.Option(None, help="seeded test subset size"),
+    layers: str | None = typer.Option(None, help="glob(s) on layer names, comma-separated"),
+    kinds: str | None = typer.Option(None, help="layer kinds, e.g. conv2d,linear"),
+    cuts: list[str] = typer.Option(["all"], help="all | contiguous | cut labels (repeat or "
+                                   "separate with ';')"),
+    keeps: str | None = typer.Option(None, help="keep specs, comma-separated, e.g. "
+                                     "'frac=0.5,chi=4,loss=0.1' (default: frac 1 → one "
+                                     "singular value, plus loss budgets)"),
+    plans: str = typer.Option("layer", help="comma-separated: layer, all-cuts, all-layers"),
+    legs: str = typer.Option("natural", help="natural | prime | binary"),
+    batch_size: int = typer.Option(1000, help="evaluation batch size"),
+    seed: int = typer.Option(0, help="seed of the test subset"),
+    device: str = typer.Option("auto", help="auto | cpu | cuda"),
+    data_dir: Path | None = typer.Option(None, help="data set directory"),
+    resume: bool = typer.Option(False, "--resume", help="continue from <out>.parts/"),
+    workers: int | None = typer.Option(None, help="Dask LocalCluster worker processes"),
+    scheduler: str | None = typer.Option(None, help="address of an existing Dask scheduler"),
+    method: str = typer.Option("fast", help="fast (batch-major) | naive"),
+    progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
+) -> None:
+    """Truncate layers along cuts with keep specs and evaluate every trial on the test set."""
+    from ..devices import resolve_device
+    from ..io import read_netcdf
+    from ..sweep import CheckpointSource, sweep
+
+    check_output_path(out)
+    if workers is not None and scheduler is not None:
+        raise InputError("give --workers or --scheduler, not both")
+    if batch_size < 1:
+        raise InputError(f"--batch-size {batch_size}: must be >= 1")
+    dev = str(resolve_device(device))
+    source = CheckpointSource(str(checkpoint), model, dataset, test_size, batch_size,
+                              str(data_dir) if data_dir else None, seed,
+                              "cpu" if (workers or scheduler) else dev)
+    net, data = source.load()
+    config = {"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
+              "test_size": test_size, "batch_size": batch_size, "seed": seed}
+    sweep(net, data, layers=layers, cuts=_labels(cuts), keeps=keeps, device=dev, plans=plans,
+          kinds=kinds, legs=legs, out=out, resume=resume, workers=workers, scheduler=scheduler,
+          method=method, progress=progress,
+          source=source if (workers or scheduler) else None, config=config)
+    console.print(summary_table(read_netcdf(out)))
+    console.print(f"wrote {out}")
