@@ -82,11 +82,14 @@ def tensorize_run(
     device: str = "auto",
     data_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
+    loaders: tuple[Any, Any, Any] | None = None,
 ) -> xr.Dataset:
     """Encode ``checkpoint`` (a ``model`` trained on ``dataset``) per ``spec``, fine-tune for
     ``epochs`` and write ``tensorized.pt`` and ``tensorize.nc`` into ``out``.
 
-    All input is validated before anything is encoded or written.
+    All input is validated before anything is encoded or written. ``loaders=(train, test,
+    info)`` replaces :func:`corranalysis.data.make_loaders` (``info``: ``in_channels``,
+    ``num_classes``, optionally ``image_size``).
     """
     # ---- validate everything first
     spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else validate_spec(spec)
@@ -103,14 +106,17 @@ def tensorize_run(
         raise InputError(f"checkpoint {str(checkpoint)!r} does not exist; give a .pt file")
     dev = resolve_device(device)
     from ..checkpoints import load_into
-    from ..data import make_loaders
     from ..models import resolve_model
 
     torch.manual_seed(seed)
-    train_loader, test_loader, info = make_loaders(
-        dataset, batch_size=batch_size, eval_batch_size=eval_batch_size, data_dir=data_dir,
-        train_size=train_size, test_size=test_size, seed=seed,
-    )
+    if loaders is None:
+        from ..data import make_loaders
+
+        loaders = make_loaders(
+            dataset, batch_size=batch_size, eval_batch_size=eval_batch_size, data_dir=data_dir,
+            train_size=train_size, test_size=test_size, seed=seed,
+        )
+    train_loader, test_loader, info = loaders
     image_size = getattr(info, "image_size", None)
     base = resolve_model(model, info.in_channels, info.num_classes, image_size=image_size)
     load_into(base, checkpoint)
