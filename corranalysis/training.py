@@ -33,7 +33,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from .devices import resolve_device
 from .errors import InputError
