@@ -12,18 +12,29 @@ truncate along cuts and link what is lost to accuracy.
 
 from __future__ import annotations
 
+from .config import load_config
 from .cuts import Cut, all_cuts, contiguous_cuts, parse_cut, select_cuts
 from .errors import InputError
 from .io import read_netcdf as load
 from .io import write_netcdf as save
 from .kernels import extract_kernels, select_layers
 from .legs import fine_grain, natural_legs
+from .linkage import link
+from .pipeline import run_study
 from .spectra import bond_spectra, compute_spectra, kernel_mps, kernel_tensor
+from .truncation import KeepSpec, Plan, truncate, truncated
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Cut",
+    "KeepSpec",
+    "Plan",
+    "link",
+    "load_config",
+    "run_study",
+    "truncate",
+    "truncated",
     "InputError",
     "all_cuts",
     "bond_spectra",

@@ -105,7 +105,7 @@ class Study:
         records[stage] = {
             "hash": self.stage_hash(stage),
             "seconds": round(seconds, 3),
-            "finished": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+            "finished": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         }
         if output:
             records[stage]["output"] = output
@@ -139,7 +139,8 @@ class Study:
         if c.checkpoint:
             src = Path(c.checkpoint)
             if not src.is_file():
-                raise InputError(f"checkpoint {str(src)!r} (config key 'checkpoint') does not exist")
+                raise InputError(
+                    f"checkpoint {str(src)!r} (config key 'checkpoint') does not exist")
             from .checkpoints import load_state_dict
 
             sd = load_state_dict(src)
@@ -196,13 +197,24 @@ class Study:
         write_netcdf(ds, self.run_dir / "linkage.nc")
 
     def stage_retrain(self, force: bool) -> None:
-        from .retrain import recovery_study
+        import pandas as pd
+        import xarray as xr
 
-        r = self.config.retrain
-        ds = recovery_study(
-            self.model, self.loaders(), plan=r.plan, sweep=read_netcdf(self.run_dir / "sweep.nc"),
-            modes=r.modes, epochs=r.epochs, lr=r.lr, min_drop=r.min_drop, seed=self.config.seed,
-            device=self.config.device)
+        from .data import make_loaders
+        from .retrain import auto_plan, retrain
+
+        c, r = self.config, self.config.retrain
+        plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.min_drop)
+                if r.plan == "auto" else r.plan)
+        train_loader, test_loader, _ = make_loaders(
+            c.dataset, batch_size=r.batch_size, eval_batch_size=c.eval_batch_size,
+            data_dir=c.data_dir, train_size=r.train_size, test_size=c.test_size, seed=c.seed,
+            device=c.device)
+        parts = [retrain(self.model(), plan, train_loader, test_loader, r.epochs, mode=mode,
+                         lr=r.lr, seed=c.seed, device=c.device, progress=True)
+                 for mode in r.modes]
+        ds = xr.concat(parts, dim=pd.Index(list(r.modes), name="mode"),
+                       combine_attrs="drop_conflicts")
         write_netcdf(ds, self.run_dir / "recovery.nc")
 
     def stage_report(self, force: bool) -> str:

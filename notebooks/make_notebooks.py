@@ -1,0 +1,104 @@
+"""Write the notebooks (without outputs) from the cell sources below: `python notebooks/make_notebooks.py`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat as nbf
+
+HERE = Path(__file__).resolve().parent
+
+SETUP = """\
+import os
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+import corranalysis as ca
+
+# run from the repository root; the quick study's run directory holds a trained checkpoint
+if Path.cwd().name == "notebooks":
+    os.chdir(Path.cwd().parent)
+CONFIG = os.environ.get("CORRANALYSIS_CONFIG", "configs/quick.yaml")
+config = ca.load_config(CONFIG)
+RUN = config.run_dir
+if not (RUN / "model.pt").exists():
+    ca.run_study(config, only=["train"])
+print("run directory:", RUN)"""
+
+NOTEBOOKS = {
+    "01_spectra.ipynb": [
+        ("md", "# Spectra of a trained model's kernels\n\nLoad a checkpoint, view every "
+               "kernel as a tensor with named legs, and compute the singular-value spectrum "
+               "across every cut. Everything is an xarray object."),
+        ("code", SETUP),
+        ("code", "kernels = ca.extract_kernels(RUN / 'model.pt')\nkernels"),
+        ("code", "spectra = ca.compute_spectra(kernels, legs='natural', cuts='all')\n"
+                 "spectra"),
+        ("md", "Entropy (nats) per layer and cut; NaN where a cut does not exist "
+               "(a Linear has only `out|in`)."),
+        ("code", "spectra['entropy'].to_pandas().round(3)"),
+        ("code", "layer = str(spectra.layer.values[0])\n"
+                 "ax = spectra['singular_values'].sel(layer=layer).plot.line(x='k', hue='cut', "
+                 "yscale='log')\nplt.title(f'layer {layer}')\nplt.show()"),
+        ("md", "How much of each cut's rank is effectively used:"),
+        ("code", "(spectra['effective_rank'] / spectra['chi_max']).to_pandas().round(3)"),
+        ("md", "Fine-grained legs expose more cuts; the contiguous ones are the bonds of the "
+               "kernel's quimb MPS."),
+        ("code", "fine = ca.compute_spectra(kernels, legs='binary', cuts='contiguous')\n"
+                 "fine['entropy'].sel(layer=layer).dropna('cut').to_pandas()"),
+        ("code", "w = kernels[layer]['weight'].values\n"
+                 "layout = ca.fine_grain(list(kernels[layer]['weight'].dims), w.shape, "
+                 "'binary')\nmps = ca.kernel_mps(w, layout)\n"
+                 "bonds = ca.bond_spectra(mps)\n"
+                 "row = fine['singular_values'].sel(layer=layer).dropna('cut', how='all')\n"
+                 "for j, s in enumerate(bonds):\n"
+                 "    ref = row.isel(cut=j).dropna('k').values\n"
+                 "    assert np.allclose(s[: len(ref)], ref, rtol=1e-8, atol=1e-12)\n"
+                 "print(len(bonds), 'MPS bond spectra agree with the contiguous cuts')"),
+        ("code", "ca.save(spectra, RUN / 'spectra_notebook.nc')\n"
+                 "ca.load(RUN / 'spectra_notebook.nc').identical(spectra)"),
+    ],
+    "02_truncation_vs_accuracy.ipynb": [
+        ("md", "# Truncation versus accuracy\n\nTruncate one layer's kernel along each cut, "
+               "keeping fewer and fewer singular values, and measure test accuracy on real "
+               "Fashion-MNIST images."),
+        ("code", SETUP),
+        ("code", "from corranalysis.checkpoints import load_into\n"
+                 "from corranalysis.data import make_loaders\n"
+                 "from corranalysis.models import create\n\n"
+                 "_, test_loader, info = make_loaders(config.dataset, test_size=300, "
+                 "eval_batch_size=300, seed=0)\n"
+                 "model = create(config.model, info.in_channels, info.num_classes)\n"
+                 "load_into(model, RUN / 'model.pt')\nmodel.eval();"),
+        ("code", "w = model.features[3].weight\n"
+                 "t = ca.truncate(w, 'out,kh|in,kw', 'frac=0.25')\n"
+                 "t.metrics"),
+        ("code", "result = ca.sweep(model, test_loader, layers='features.3', cuts='all',\n"
+                 "                  keeps='frac=1.0,frac=0.5,frac=0.25,frac=0.1,frac=0.05',"
+                 " device='cpu')\nresult"),
+        ("code", "fig, ax = plt.subplots(figsize=(5, 3.5))\n"
+                 "for cut in np.unique(result['cuts'].values):\n"
+                 "    sel = result.where(result['cuts'] == cut, drop=True).sortby('norm_loss')\n"
+                 "    ax.plot(sel['norm_loss'], 100 * sel['accuracy'], marker='o', label=cut)\n"
+                 "ax.axhline(100 * result.attrs['baseline_accuracy'], color='k', ls=':', "
+                 "label='untruncated')\n"
+                 "ax.set_xlabel('norm loss (fraction of ‖W‖²)')\n"
+                 "ax.set_ylabel('test accuracy (%)')\nax.legend(fontsize=7)\nplt.show()"),
+    ],
+}
+
+
+def build() -> None:
+    for name, cells in NOTEBOOKS.items():
+        nb = nbf.v4.new_notebook()
+        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                     "language": "python"}
+        nb.cells = [nbf.v4.new_markdown_cell(src) if kind == "md" else nbf.v4.new_code_cell(src)
+                    for kind, src in cells]
+        nbf.write(nb, HERE / name)
+
+
+if __name__ == "__main__":
+    build()
