@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -224,13 +226,47 @@ def test_cli_unknown_model_exit_2(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_cli_unknown_dataset_and_bad_checkpoint_exit_2(tmp_path, capsys):
-    pytest.importorskip("corranalysis.data")
+@pytest.fixture
+def stub_data(monkeypatch):
+    """A stand-in ``corranalysis.data`` serving the synthetic set as ``fashion-mnist``."""
+    info = SimpleNamespace(name="fashion-mnist", in_channels=1, image_size=SIDE, num_classes=4,
+                           mean=(0.0,), std=(1.0,))
+    mod = types.ModuleType("corranalysis.data")
+    mod.DATASETS = {"fashion-mnist": info}
+    mod.make_loaders = lambda name, **kw: loaders()
+    mod.dataset_checksum = lambda name, data_dir=None: "stub-checksum"
+    monkeypatch.setitem(sys.modules, "corranalysis.data", mod)
+    return mod
+
+
+def test_cli_train_then_evaluate(tmp_path, capsys, stub_data):
+    out = tmp_path / "run"
+    assert _cli("train", "--model", "cnn4", "--dataset", "fashion-mnist", "--epochs", "2",
+                "--out", out, "--device", "cpu", "--no-progress", "--threads", "1") == 0
+    run = json.loads((out / "run.json").read_text())
+    assert run["dataset_checksum"] == "stub-checksum" and run["config"]["batch_size"] == 128
+    capsys.readouterr()
+    # --model and --dataset come from run.json beside the checkpoint
+    assert _cli("evaluate", out / "model.pt", "--json", "--device", "cpu") == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["accuracy"] == pytest.approx(run["test_accuracy"])
+    assert printed["loss"] == pytest.approx(run["test_loss"])
+    # the same command with another config is refused, nothing changes
+    before = (out / "model.pt").read_bytes()
+    assert _cli("train", "--model", "cnn4", "--dataset", "fashion-mnist", "--epochs", "3",
+                "--out", out, "--no-progress") == 2
+    assert "holds a different run (epochs 2 vs 3)" in capsys.readouterr().err
+    assert (out / "model.pt").read_bytes() == before
+
+
+def test_cli_unknown_dataset_and_bad_checkpoint_exit_2(tmp_path, capsys, stub_data):
     assert _cli("train", "--model", "cnn4", "--dataset", "imagenet", "--epochs", "1",
                 "--out", tmp_path / "r") == 2
-    assert "data set 'imagenet' is unknown" in capsys.readouterr().err
+    assert "data set 'imagenet' is unknown; valid: fashion-mnist" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
     torch.save(create("cnn4", 3, 10).state_dict(), tmp_path / "c.pt")
     assert _cli("evaluate", tmp_path / "c.pt", "--model", "cnn4", "--dataset",
                 "fashion-mnist") == 2
     assert "does not fit model CNN4" in capsys.readouterr().err
-    assert not (tmp_path / "r").exists()
+    assert _cli("evaluate", tmp_path / "c.pt", "--dataset", "fashion-mnist") == 2
+    assert "give --model" in capsys.readouterr().err
