@@ -13,6 +13,7 @@ import click
 from ..errors import InputError
 from . import run, spectra  # noqa: F401  (register the verbs)
 from ._app import app, console
+from .report import report_cmd as _report_cmd  # noqa: F401  (registers report and figures)
 from .retrain import retrain_cmd as _retrain_cmd  # noqa: F401  (registers the verb)
 from .sweep import sweep_cmd as _sweep_cmd  # noqa: F401  (registers the verb)
 from .tensorize import tensorize as _tensorize  # noqa: F401  (registers the verb)

@@ -1,0 +1,621 @@
+"""The study report: HTML + Markdown summary + every figure (PNG and vector PDF) of a run.
+
+:func:`build_report` reads a run directory written by ``corranalysis run``
+(``config.yaml``, ``run.json``, ``spectra.nc``, ``sweep.nc``, ``linkage.nc``,
+``recovery.nc``; optionally ``metrics.nc``, ``tensorize.nc``, ``stages.json``),
+renders the figures of :mod:`corranalysis.figures`, writes automatically worded
+findings that state only what the numbers show, and places the finished report
+at ``reports/NAME`` atomically (built in a temporary directory, renamed at the end).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+import yaml
+
+from .errors import InputError
+from .io import read_netcdf
+
+#: Inputs the report needs: file -> the pipeline stage that writes it.
+REQUIRED = {"spectra.nc": "spectra", "sweep.nc": "sweep", "linkage.nc": "linkage",
+            "recovery.nc": "retrain"}
+OPTIONAL = {"metrics.nc": "metrics", "tensorize.nc": "tensorize"}
+
+#: Report sections: (id, title, figure stems).
+SECTIONS = (
+    ("spectra", "Spectra", ("spectra", "entropy", "norm_loss")),
+    ("truncation", "Truncation and accuracy",
+     ("accuracy_vs_norm_loss", "accuracy_vs_kept_fraction", "combined_truncations")),
+    ("linkage", "Tolerated norm loss and spectra–accuracy correlations", ("tolerance",)),
+    ("recovery", "Recovery by re-training", ("recovery",)),
+    ("tensorize", "Tensorized layers against truncation", ("tensorize",)),
+)
+CAPTIONS = {
+    "training": "Training and test accuracy per epoch of the original training.",
+    "spectra": "Singular values s_k of each kernel matricised across each cut (log scale), "
+               "one panel per layer, one line per cut.",
+    "entropy": "Entanglement (von Neumann) entropy in nats per layer and cut; blank where a "
+               "cut does not exist for the layer.",
+    "norm_loss": "Norm loss Σ_{j>χ} s_j² / Σ s² when keeping a fraction χ/χ_max of the "
+                 "singular values (log scale), per layer and cut.",
+    "accuracy_vs_norm_loss": "Central figure: test accuracy after truncating one layer "
+                             "along one cut, against the norm loss of the truncation; one "
+                             "panel per layer, one line per cut. Dashed: untruncated baseline; "
+                             "dotted: baseline − δ.",
+    "accuracy_vs_kept_fraction": "Test accuracy against the kept fraction χ/χ_max of "
+                                 "singular values, per layer and cut.",
+    "combined_truncations": "Left: all cuts of one layer truncated at once. Right: one cut "
+                            "truncated in all layers at once.",
+    "tolerance": "(a) Largest norm loss each layer and cut tolerates with an accuracy drop of "
+                 "at most δ points; (b) entropy against that tolerance; (c) Spearman rank "
+                 "correlations between spectral measures and accuracy-side targets.",
+    "recovery": "Re-training the truncated model: (a) test accuracy per epoch in both modes "
+                "(dense: weights move freely; projected: the truncation is re-applied after "
+                "every step); (b) drift of the truncated kernels from the truncated start.",
+    "tensorize": "Test accuracy against the fraction of parameters kept in the compressed "
+                 "layers: truncations (no re-training) against the tensorized model right "
+                 "after encoding and after fine-tuning.",
+}
+
+
+@dataclass
+class Run:
+    """A run directory's records and datasets."""
+
+    path: Path
+    config: dict[str, Any]
+    record: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+    datasets: dict[str, xr.Dataset] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.path.name)
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def _stage_hint(run_dir: Path, stage: str) -> str:
+    return (f"run `corranalysis run CONFIG --force {stage}` (CONFIG: the study's "
+            f"configuration, e.g. {run_dir / 'config.yaml'})")
+
+
+def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"{str(path)!r} cannot be read as {kind.upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{str(path)!r} must hold a mapping; the run directory is damaged")
+    return data
+
+
+def load_run(run_dir: str | os.PathLike, required: Sequence[str] = tuple(REQUIRED)) -> Run:
+    """Read a run directory; InputError naming the stage to run for each missing input."""
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError(f"run directory {str(path)!r} does not exist; give a directory "
+                         "written by `corranalysis run CONFIG` (runs/NAME)")
+    lacking = [f for f in ("config.yaml", "run.json") if not (path / f).is_file()]
+    if lacking:
+        raise InputError(f"{str(path)!r} is not a run directory (no {' / '.join(lacking)}); "
+                         "give a directory written by `corranalysis run CONFIG` (runs/NAME)")
+    missing = [f for f in required if not (path / f).is_file()]
+    if missing:
+        stages = list(dict.fromkeys(REQUIRED[f] for f in missing))
+        raise InputError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing in "
+            f"{str(path)!r}: " + "; ".join(_stage_hint(path, s) for s in stages[:1])
+            + (f" (stages to run: {', '.join(stages)})" if len(stages) > 1 else ""))
+    stages_file = path / "stages.json"
+    run = Run(path=path, config=_read_mapping(path / "config.yaml", "yaml"),
+              record=_read_mapping(path / "run.json", "json"),
+              stages=_read_mapping(stages_file, "json") if stages_file.is_file() else {})
+    for file, key in {**{f: REQUIRED[f] for f in REQUIRED}, **OPTIONAL}.items():
+        if not (path / file).is_file():
+            continue
+        try:
+            run.datasets[file.removesuffix(".nc")] = read_netcdf(path / file)
+        except InputError as exc:
+            hint = _stage_hint(path, key) if file in REQUIRED else "re-create it"
+            raise InputError(f"{exc}; {hint}") from None
+    _check_variables(run)
+    return run
+
+
+_NEEDS = {
+    "spectra": ("singular_values", "norm_loss", "entropy", "chi_max"),
+    "sweep": ("accuracy", "norm_loss", "chi", "params_factorized"),
+    "linkage": ("tolerated_norm_loss", "spearman_rho", "layer_tolerated_norm_loss"),
+    "recovery": ("accuracy",),
+    "tensorize": ("params_before", "params_after", "method", "accuracy"),
+}
+
+
+def _check_variables(run: Run) -> None:
+    stage = {"spectra": "spectra", "sweep": "sweep", "linkage": "linkage",
+             "recovery": "retrain"}
+    for key, names in _NEEDS.items():
+        ds = run.datasets.get(key)
+        if ds is None:
+            continue
+        lacking = [n for n in names if n not in ds.variables]
+        if key == "sweep" and "baseline_accuracy" not in ds.attrs:
+            lacking.append("baseline_accuracy (attribute)")
+        if lacking:
+            hint = _stage_hint(run.path, stage[key]) if key in stage else "re-create it"
+            raise InputError(f"{key}.nc in {str(run.path)!r} lacks {', '.join(lacking)}: it was "
+                             f"not written by this version; {hint}")
+
+
+# --------------------------------------------------------------------------- numbers
+
+
+def _pct(x: float) -> str:
+    return f"{100 * x:.1f} %" if math.isfinite(x) else "n/a"
+
+
+def _num(x: float) -> str:
+    if not math.isfinite(x):
+        return "n/a"
+    return f"{x:.3g}"
+
+
+def _layer_list(names: Sequence[str]) -> str:
+    return ", ".join(names)
+
+
+def _tolerance(linkage: xr.Dataset) -> list[tuple[str, float, str, float]]:
+    """(layer, largest tolerated norm loss over cuts, that cut, median over cuts) per layer."""
+    out = []
+    tol = linkage["tolerated_norm_loss"].transpose("layer", "cut").values
+    cuts = [str(c) for c in linkage["cut"].values]
+    for i, name in enumerate(str(n) for n in linkage["layer"].values):
+        row = tol[i]
+        if not np.isfinite(row).any():
+            continue
+        j = int(np.nanargmax(row))
+        out.append((name, float(row[j]), cuts[j], float(np.nanmedian(row))))
+    return out
+
+
+def _within(rows: xr.Dataset, base: float, delta: float) -> tuple[float, float]:
+    """(largest norm loss with drop ≤ δ walking by increasing norm loss, worst accuracy)."""
+    nl = np.asarray(rows["norm_loss"].values, dtype=float)
+    acc = np.asarray(rows["accuracy"].values, dtype=float)
+    ok = 0.0
+    for t in np.argsort(nl, kind="stable"):
+        if 100 * (base - acc[t]) > delta:
+            break
+        ok = max(ok, float(nl[t]))
+    return ok, float(acc.min()) if acc.size else float("nan")
+
+
+def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
+    """Short statements of what the numbers show (no interpretation beyond them)."""
+    out: list[str] = []
+    sw, lk, rec = datasets.get("sweep"), datasets.get("linkage"), datasets.get("recovery")
+    base = float(sw.attrs["baseline_accuracy"]) if sw is not None else float("nan")
+    delta = float(lk.attrs.get("delta_points", 1.0)) if lk is not None else 1.0
+    if sw is not None:
+        out.append(f"The untruncated model reaches {_pct(base)} test accuracy; a tolerated "
+                   f"truncation keeps the accuracy drop at ≤ {delta:g} point(s).")
+    if lk is not None:
+        tol = _tolerance(lk)
+        if tol:
+            ranked = sorted(tol, key=lambda t: (-t[1], -t[3]))
+            listing = "; ".join(f"{n}: {_num(m)} (cut {c})" for n, m, c, _ in ranked)
+            if all(m == 0 for _, m, _, _ in tol):
+                out.append(f"No layer tolerates any truncation on any cut within {delta:g} "
+                           "point(s) of accuracy drop: even the smallest truncation tested "
+                           "costs more.")
+            else:
+                best = ranked[0]
+                out.append(f"Layers ranked by the largest norm loss they tolerate on any cut at "
+                           f"≤ {delta:g} point(s) accuracy drop — {listing}. Layer {best[0]} "
+                           f"tolerates the most ({_num(best[1])} on cut {best[2]}).")
+            first, deeper = tol[0], tol[1:]
+            if deeper:
+                deep_max = float(np.median([m for _, m, _, _ in deeper]))
+                deep_med = float(np.median([d for _, _, _, d in deeper]))
+                cmp = ("less than" if first[1] < deep_max else
+                       "more than" if first[1] > deep_max else "as much as")
+                out.append(f"The first layer ({first[0]}) tolerates {cmp} the deeper layers: "
+                           f"largest tolerated norm loss {_num(first[1])} against a median of "
+                           f"{_num(deep_max)} over {len(deeper)} deeper layer(s) (median over "
+                           f"cuts: {_num(first[3])} against {_num(deep_med)}).")
+        rho, pval = lk["spearman_rho"], lk["spearman_p"]
+        for target in (str(t) for t in lk["target"].values):
+            r = rho.sel(target=target).values
+            p = pval.sel(target=target).values
+            if not np.isfinite(r).any():
+                continue
+            i = int(np.nanargmax(np.abs(r)))
+            measure = str(lk["measure"].values[i])
+            n = int(lk["n_pairs"].sel(target=target).values[i]) if "n_pairs" in lk else 0
+            sig = "significant" if p[i] < 0.05 else "not significant"
+            out.append(f"Strongest rank correlation with {target.replace('_', ' ')}: "
+                       f"{measure.replace('_', ' ')} (Spearman ρ = {r[i]:+.2f}, p = {p[i]:.2g}, "
+                       f"{n} layer–cut pairs; {sig} at p < 0.05).")
+    if sw is not None:
+        layer, cuts = np.asarray(sw["layer"].values), np.asarray(sw["cuts"].values)
+        parts = []
+        for name in dict.fromkeys(str(x) for x in layer[(cuts == "all") & (layer != "all")]):
+            rows = sw.isel(trial=np.nonzero((layer == name) & (cuts == "all"))[0])
+            ok, worst = _within(rows, base, delta)
+            parts.append(f"layer {name} stays within {delta:g} point(s) up to norm loss "
+                         f"{_num(ok)} (lowest accuracy {_pct(worst)})")
+        if parts:
+            out.append("Truncating all cuts of one layer at once: " + "; ".join(parts) + ".")
+        parts = []
+        for cut in dict.fromkeys(str(c) for c in cuts[layer == "all"]):
+            rows = sw.isel(trial=np.nonzero((layer == "all") & (cuts == cut))[0])
+            ok, worst = _within(rows, base, delta)
+            parts.append(f"{cut}: {_num(ok)} (lowest {_pct(worst)})")
+        if parts:
+            out.append("Truncating one cut in all layers at once, largest mean norm loss within "
+                       f"{delta:g} point(s): " + "; ".join(parts) + ".")
+    if rec is not None:
+        out += _recovery_findings(rec)
+    if "tensorize" in datasets and sw is not None:
+        out += [row["finding"] for row in tensorize_rows(datasets["tensorize"], sw)[:1]]
+    return out
+
+
+def _modes(rec: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
+    if "mode" in rec.dims:
+        return [(str(m), rec.sel(mode=m)) for m in rec["mode"].values]
+    return [(str(rec.attrs.get("mode", "dense")), rec)]
+
+
+def _recovery_findings(rec: xr.Dataset) -> list[str]:
+    base = float(rec.attrs.get("baseline_accuracy", float("nan")))
+    out = []
+    for mode, part in _modes(rec):
+        acc = np.asarray(part["accuracy"].values, dtype=float)
+        start, end = float(acc[0]), float(acc[-1])
+        lost = base - start
+        got = end - start
+        share = f" ({100 * got / lost:.0f} % of the loss)" if lost > 0 else ""
+        out.append(f"Re-training ({mode}): accuracy goes from {_pct(start)} after truncation to "
+                   f"{_pct(end)} after {acc.size - 1} epoch(s), against {_pct(base)} "
+                   f"untruncated — {100 * got:+.1f} points recovered of {100 * lost:.1f} "
+                   f"lost{share}.")
+    return out
+
+
+def recovery_rows(rec: xr.Dataset) -> list[dict[str, str]]:
+    """Per mode: truncated, final and best accuracy, points recovered."""
+    base = float(rec.attrs.get("baseline_accuracy", float("nan")))
+    rows = []
+    for mode, part in _modes(rec):
+        acc = np.asarray(part["accuracy"].values, dtype=float)
+        rows.append({"mode": mode, "epochs": str(acc.size - 1), "baseline": _pct(base),
+                     "truncated": _pct(acc[0]), "final": _pct(acc[-1]),
+                     "best": _pct(float(acc.max())),
+                     "recovered": f"{100 * (acc[-1] - acc[0]):+.1f} pt"})
+    return rows
+
+
+def tensorize_rows(tz: xr.Dataset, sw: xr.Dataset) -> list[dict[str, Any]]:
+    """Per tensorized layer: its parameters and the best single-layer truncation of that
+    layer with at most as many parameters (equal parameter budget), plus a finding."""
+    acc = np.asarray(tz["accuracy"].values, dtype=float)
+    rows = []
+    layer_of, cuts_of = np.asarray(sw["layer"].values), np.asarray(sw["cuts"].values)
+    for i, name in enumerate(str(n) for n in tz["layer"].values):
+        after = int(tz["params_after"].values[i])
+        before = int(tz["params_before"].values[i])
+        idx = np.nonzero((layer_of == name) & (cuts_of != "all")
+                         & (sw["params_factorized"].values <= after))[0]
+        row: dict[str, Any] = {
+            "layer": name, "method": str(tz["method"].values[i]),
+            "rank": str(tz["rank"].values[i]) if "rank" in tz else "",
+            "params_before": before, "params_after": after,
+            "compression": f"{before / max(after, 1):.1f}×",
+            "tensorized_encoded": _pct(acc[0]), "tensorized_final": _pct(acc[-1]),
+            "trunc_cut": "—", "trunc_keep": "—", "trunc_params": "—", "trunc_accuracy": "—",
+        }
+        if idx.size:
+            best = idx[int(np.argmax(sw["accuracy"].values[idx]))]
+            row.update(trunc_cut=str(cuts_of[best]), trunc_keep=str(sw["keep"].values[best]),
+                       trunc_params=int(sw["params_factorized"].values[best]),
+                       trunc_accuracy=_pct(float(sw["accuracy"].values[best])))
+            versus = (f"the best truncation of layer {name} alone with at most as many "
+                      f"parameters ({row['trunc_params']}, cut {row['trunc_cut']}, "
+                      f"{row['trunc_keep']}) reaches {row['trunc_accuracy']} without "
+                      "re-training")
+        else:
+            versus = (f"no truncation of layer {name} in the sweep has at most "
+                      f"{after} parameters")
+        row["finding"] = (
+            f"Tensorizing layer(s) {', '.join(str(n) for n in tz['layer'].values)} "
+            f"({'+'.join(dict.fromkeys(str(m) for m in tz['method'].values))}): "
+            f"{_pct(acc[0])} right after encoding, {_pct(acc[-1])} after {acc.size - 1} "
+            f"epoch(s) of fine-tuning; for layer {name} ({before} → {after} parameters) "
+            f"{versus}.")
+        rows.append(row)
+    return rows
+
+
+# --------------------------------------------------------------------------- setup
+
+
+def _versions(run: Run) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for key in ("package_versions", "versions"):
+        if isinstance(run.record.get(key), dict):
+            out.update({str(k): str(v) for k, v in run.record[key].items()})
+    for ds in run.datasets.values():
+        for k, v in ds.attrs.items():
+            if k.startswith("version_"):
+                out.setdefault(k[len("version_"):], str(v))
+    return dict(sorted(out.items()))
+
+
+def _distinct(*values: Any) -> str:
+    seen = [str(v) for v in values if v not in (None, "", "none")]
+    return ", ".join(dict.fromkeys(seen)) or "—"
+
+
+def setup_rows(run: Run) -> list[tuple[str, str]]:
+    """The setup table: model, data, baseline accuracy, what was truncated and re-trained."""
+    rec, cfg = run.record, run.config
+    sw = run.datasets.get("sweep")
+    spectra = run.datasets.get("spectra")
+    rows = [("run", run.name), ("model", str(rec.get("model") or cfg.get("model", "—"))),
+            ("data set", str(rec.get("dataset") or cfg.get("dataset", "—")))]
+    if "n_params" in rec:
+        rows.append(("parameters", f"{int(rec['n_params']):,}"))
+    if "test_accuracy" in rec:
+        rows.append(("test accuracy (run.json)", _pct(float(rec["test_accuracy"]))))
+    if sw is not None:
+        n = sw.attrs.get("n_samples")
+        rows.append(("baseline accuracy (sweep)", _pct(float(sw.attrs["baseline_accuracy"]))
+                     + (f" on {int(n)} test samples" if n is not None else "")))
+        rows.append(("trials", f"{sw.sizes['trial']}"))
+    if spectra is not None:
+        rows.append(("layers analysed", f"{spectra.sizes['layer']} "
+                     f"({_layer_list([str(n) for n in spectra['layer'].values])})"))
+        rows.append(("cuts", f"{spectra.sizes['cut']}"))
+    if "linkage" in run.datasets:
+        rows.append(("tolerated accuracy drop δ",
+                     f"{float(run.datasets['linkage'].attrs.get('delta_points', 1.0)):g} "
+                     "point(s)"))
+    rec_ds = run.datasets.get("recovery")
+    if rec_ds is not None and "plan" in rec_ds.attrs:
+        rows.append(("re-training plan", json.dumps(rec_ds.attrs["plan"])
+                     if not isinstance(rec_ds.attrs["plan"], str) else rec_ds.attrs["plan"]))
+    return rows
+
+
+def provenance_rows(run: Run) -> list[tuple[str, str]]:
+    """Git commits, data checksum, devices, seeds, creation times."""
+    rec, cfg, ds = run.record, run.config, run.datasets
+    seeds = [cfg.get("seed"), (rec.get("config") or {}).get("seed")
+             if isinstance(rec.get("config"), dict) else None,
+             *(d.attrs.get("seed") for d in ds.values())]
+    rows = [
+        ("git commit", _distinct(rec.get("git_commit"),
+                                 *(d.attrs.get("git_commit") for d in ds.values()))),
+        ("data checksum", _distinct(rec.get("dataset_checksum"))),
+        ("checkpoint", _distinct(rec.get("checkpoint"))),
+        ("checkpoint SHA-256", _distinct(rec.get("checkpoint_sha256"), rec.get("model_sha256"))),
+        ("devices", _distinct(rec.get("device"), *(d.attrs.get("device") for d in ds.values()))),
+        ("seeds", _distinct(*[s for s in seeds if not str(s).startswith("none")])),
+        ("training wall time", f"{float(rec['wall_seconds']):.1f} s"
+         if "wall_seconds" in rec else "—"),
+    ]
+    return [(k, v) for k, v in rows if v != "—" or k in ("git commit", "data checksum")]
+
+
+def stage_rows(run: Run) -> list[tuple[str, str, str]]:
+    """(stage, seconds, finished) from stages.json, in pipeline order."""
+    order = ("train", "spectra", "sweep", "linkage", "retrain", "report")
+    names = [s for s in order if s in run.stages] + [s for s in run.stages if s not in order]
+    return [(s, f"{float(run.stages[s].get('seconds', float('nan'))):.1f}",
+             str(run.stages[s].get("finished", ""))) for s in names]
+
+
+# --------------------------------------------------------------------------- rendering
+
+
+def _env():
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.PackageLoader("corranalysis", "templates"),
+                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
+                              undefined=jinja2.StrictUndefined)
+
+
+def _markdown(ctx: Mapping[str, Any]) -> str:
+    lines = [f"# Report: {ctx['name']}", "", f"Generated {ctx['created']} by corranalysis "
+             f"{ctx['version']}.", "", "## Setup", ""]
+    lines += [f"- **{k}**: {v}" for k, v in ctx["setup"]]
+    lines += ["", "## Findings", ""] + [f"- {f}" for f in ctx["findings"]]
+    lines += ["", "## Figures", ""]
+    for fig in ctx["figure_list"]:
+        lines.append(f"- [{fig['title']}]({fig['png']}) ([PDF]({fig['pdf']})): {fig['caption']}")
+    lines += ["", "## Provenance", ""] + [f"- **{k}**: {v}" for k, v in ctx["provenance"]]
+    lines.append("- **package versions**: " + ", ".join(f"{k} {v}"
+                                                         for k, v in ctx["versions"].items()))
+    if ctx["stages"]:
+        lines += ["", "| stage | seconds | finished |", "| --- | ---: | --- |"]
+        lines += [f"| {s} | {sec} | {fin} |" for s, sec, fin in ctx["stages"]]
+    return "\n".join(lines) + "\n"
+
+
+_TITLES = {"training": "Training", "spectra": "Singular-value spectra",
+           "entropy": "Entropy per layer and cut", "norm_loss": "Norm-loss curves",
+           "accuracy_vs_norm_loss": "Accuracy vs norm loss",
+           "accuracy_vs_kept_fraction": "Accuracy vs kept fraction",
+           "combined_truncations": "All-cuts and all-layers truncations",
+           "tolerance": "Tolerated norm loss and correlations",
+           "recovery": "Recovery curves", "tensorize": "Tensorization vs truncation"}
+
+
+def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
+                   formats: Sequence[str] = ("png", "pdf"), width: float | None = None,
+                   layers: Sequence[str] | None = None) -> list[str]:
+    """Write every figure the datasets allow into ``out_dir`` (``stem.fmt``); return stems."""
+    from .figures import all_figures, save_figure
+
+    stems = []
+    for stem, fig in all_figures(datasets, width=width, layers=layers).items():
+        save_figure(fig, out_dir / stem, formats)
+        stems.append(stem)
+    return stems
+
+
+def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
+    from . import __version__
+
+    def fig(stem: str) -> dict[str, str]:
+        return {"stem": stem, "title": _TITLES.get(stem, stem), "caption": CAPTIONS.get(stem, ""),
+                "png": f"figures/{stem}.png", "pdf": f"figures/{stem}.pdf"}
+
+    sections = []
+    for sid, title, names in SECTIONS:
+        figs = [fig(s) for s in names if s in stems]
+        if figs or (sid == "tensorize" and "tensorize" in run.datasets):
+            sections.append({"id": sid, "title": title, "figures": figs})
+    ds = run.datasets
+    lk = ds.get("linkage")
+    corr = []
+    if lk is not None:
+        for m in lk["measure"].values:
+            for t in lk["target"].values:
+                r = float(lk["spearman_rho"].sel(measure=m, target=t))
+                p = float(lk["spearman_p"].sel(measure=m, target=t))
+                n = int(lk["n_pairs"].sel(measure=m, target=t)) if "n_pairs" in lk else 0
+                corr.append({"measure": str(m).replace("_", " "),
+                             "target": str(t).replace("_", " "),
+                             "rho": f"{r:+.2f}" if math.isfinite(r) else "n/a",
+                             "p": f"{p:.2g}" if math.isfinite(p) else "n/a", "n": n})
+    tol = [{"layer": n, "max": _num(m), "cut": c, "median": _num(d)}
+           for n, m, c, d in (_tolerance(lk) if lk is not None else [])]
+    return {
+        "name": run.name, "run_dir": str(run.path), "version": __version__,
+        "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        "setup": setup_rows(run), "findings": findings(ds), "provenance": provenance_rows(run),
+        "versions": _versions(run), "stages": stage_rows(run),
+        "training_figure": fig("training") if "training" in stems else None,
+        "sections": sections, "figure_list": [fig(s) for s in stems],
+        "correlations": corr, "tolerance": tol,
+        "delta": float(lk.attrs.get("delta_points", 1.0)) if lk is not None else 1.0,
+        "recovery": recovery_rows(ds["recovery"]) if "recovery" in ds else [],
+        "tensorize": (tensorize_rows(ds["tensorize"], ds["sweep"])
+                      if "tensorize" in ds and "sweep" in ds else []),
+    }
+
+
+def _default_out(run: Run) -> Path:
+    return Path("reports") / run.name
+
+
+def _check_out(out: Path) -> None:
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; give a directory for the report")
+    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
+        raise InputError(f"--out {str(out)!r} exists and holds something other than a report; "
+                         "choose another directory or empty it")
+
+
+def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
+    """Build the report of ``run_dir`` into ``out_dir`` (default ``reports/NAME``); return it.
+
+    Writes ``index.html`` (figures beside it under ``figures/``), ``summary.md`` and
+    every figure as PNG and PDF. Inputs are checked first; the report is built in a
+    temporary directory and renamed into place, replacing an earlier report only at the end.
+    """
+    t0 = time.perf_counter()
+    run = load_run(run_dir)
+    out = Path(out_dir) if out_dir is not None else _default_out(run)
+    _check_out(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    try:
+        (tmp / "figures").mkdir()
+        stems = render_figures(run.datasets, tmp / "figures")
+        ctx = _context(run, stems)
+        ctx["stages"] = [*ctx["stages"], ("report (this build)",
+                                          f"{time.perf_counter() - t0:.1f}", ctx["created"])]
+        (tmp / "index.html").write_text(_env().get_template("report.html.j2").render(**ctx),
+                                        encoding="utf-8")
+        (tmp / "summary.md").write_text(_markdown(ctx), encoding="utf-8")
+        _swap_into_place(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _swap_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` onto ``out``; an earlier report is moved aside first, removed after."""
+    old = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / "report")
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:
+            os.replace(old / "report", out)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def build_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
+                  width: float | None = None, layers: Sequence[str] | None = None,
+                  formats: Sequence[str] = ("pdf",)) -> list[Path]:
+    """The paper figures of ``run_dir`` alone (vector PDF by default) into ``out_dir``.
+
+    Uses whichever datasets the run has; InputError when it has none of them.
+    ``width``: force every figure to this width in inches (default: each figure's
+    own journal width, 3.4 or 7.0 in). Files are renamed into place when all are drawn.
+    """
+    run = load_run(run_dir, required=())
+    if not any(k in run.datasets for k in ("spectra", "sweep", "linkage", "recovery")):
+        raise InputError(f"{str(run.path)!r} holds none of {', '.join(REQUIRED)}: "
+                         + _stage_hint(run.path, "spectra"))
+    if layers is not None:
+        known = {str(n) for d in run.datasets.values() if "layer" in d.coords
+                 for n in d["layer"].values}
+        unknown = [n for n in layers if n not in known]
+        if unknown or not layers:
+            raise InputError(f"layers {unknown or list(layers)} are not in the run; valid: "
+                             f"{', '.join(sorted(known - {'all'}))}")
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"--out {str(out)!r} is a file; give a directory for the figures")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".figures.tmp-", dir=out))
+    try:
+        stems = render_figures(run.datasets, tmp, formats, width=width, layers=layers)
+        paths = []
+        for stem in stems:
+            for fmt in formats:
+                os.replace(tmp / f"{stem}.{fmt}", out / f"{stem}.{fmt}")
+                paths.append(out / f"{stem}.{fmt}")
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return paths
+
+
+__all__ = ["build_figures", "build_report", "findings", "load_run"]
