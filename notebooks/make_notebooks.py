@@ -1,4 +1,7 @@
-"""Write the notebooks (without outputs) from the cell sources below: `python notebooks/make_notebooks.py`."""
+"""Write the notebooks (without outputs) from the cells below.
+
+Run ``python notebooks/make_notebooks.py`` after editing a cell.
+"""
 
 from __future__ import annotations
 
@@ -86,6 +89,21 @@ NOTEBOOKS = {
                  "label='untruncated')\n"
                  "ax.set_xlabel('norm loss (fraction of ‖W‖²)')\n"
                  "ax.set_ylabel('test accuracy (%)')\nax.legend(fontsize=7)\nplt.show()"),
+    ],
+    "03_paper_figures.ipynb": [
+        ("md", "# Paper figures from a run directory\n\nRun (or reuse) a whole study, then "
+               "rebuild every paper figure as vector PDF, at one- and two-column journal "
+               "widths."),
+        ("code", SETUP.replace('only=["train"]', 'only=None') + "\n"
+                 "ca.run_study(config)  # skips every stage already done"),
+        ("code", "from corranalysis import figures\n"
+                 "from corranalysis.report import build_figures\n\n"
+                 "paths = build_figures(RUN, RUN / 'paper')\n"
+                 "sorted(p.name for p in paths)"),
+        ("code", "sweep = ca.load(RUN / 'sweep.nc')\nspectra = ca.load(RUN / 'spectra.nc')\n"
+                 "fig = figures.accuracy_vs_norm_loss(sweep)\nfig"),
+        ("code", "fig = figures.entropy_heatmap(spectra)\nfig"),
+        ("code", "fig = figures.recovery_figure(ca.load(RUN / 'recovery.nc'))\nfig"),
     ],
 }
 

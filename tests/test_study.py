@@ -1,0 +1,127 @@
+"""The one-command study: config validation, stage skipping, reproducibility, notebooks.
+
+One quick study (configs/quick.yaml: real Fashion-MNIST, cnn4, small subsets) runs
+once for this module into a temporary runs directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import xarray as xr
+import yaml
+from nbclient import NotebookClient
+
+import corranalysis as ca
+from corranalysis.config import parse_config
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK = ROOT / "configs" / "quick.yaml"
+pytestmark = pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
+    reason="needs the real Fashion-MNIST (Debian's dataset-fashion-mnist)")
+
+
+def _config(tmp: Path, name: str = "quick", **changes) -> Path:
+    data = yaml.safe_load(QUICK.read_text())
+    data.update(name=name, runs_dir=str(tmp / "runs"), **changes)
+    data["report"] = {"out": str(tmp / "reports" / name)}
+    path = tmp / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("study")
+    config = _config(tmp)
+    report = ca.run_study(config)
+    return tmp, config, report
+
+
+def test_a_quick_study_runs_end_to_end_into_one_run_directory(quick):
+    tmp, _, report = quick
+    run = tmp / "runs" / "quick"
+    for name in ("config.yaml", "model.pt", "run.json", "spectra.nc", "sweep.nc", "linkage.nc",
+                 "recovery.nc", "stages.json"):
+        assert (run / name).is_file(), name
+    assert (report / "index.html").is_file() and (report / "summary.md").is_file()
+    recovery = ca.load(run / "recovery.nc")
+    assert list(recovery["mode"].values) == ["dense", "projected"]
+    assert ca.load(run / "sweep.nc").attrs["baseline_accuracy"] > 0.5
+
+
+def test_a_finished_study_is_skipped_and_report_edits_rerender_only(quick, capsys):
+    tmp, config, _ = quick
+    stamps = {p.name: p.stat().st_mtime_ns for p in (tmp / "runs" / "quick").glob("*.nc")}
+    ca.run_study(config)
+    assert "up to date, skipped" in capsys.readouterr().err
+    data = yaml.safe_load(config.read_text())
+    data["report"]["out"] = str(tmp / "reports" / "quick_v2")
+    config.write_text(yaml.safe_dump(data))
+    report = ca.run_study(config)
+    assert report == tmp / "reports" / "quick_v2" and (report / "index.html").is_file()
+    after = {p.name: p.stat().st_mtime_ns for p in (tmp / "runs" / "quick").glob("*.nc")}
+    assert after == stamps
+
+
+def test_force_redoes_a_stage_and_what_depends_on_it(quick, capsys):
+    tmp, config, _ = quick
+    run = tmp / "runs" / "quick"
+    before = {p.name: p.stat().st_mtime_ns for p in run.glob("*.nc")}
+    ca.run_study(config, force=["linkage"])
+    after = {p.name: p.stat().st_mtime_ns for p in run.glob("*.nc")}
+    assert after["linkage.nc"] != before["linkage.nc"]
+    assert after["sweep.nc"] == before["sweep.nc"] and after["spectra.nc"] == before["spectra.nc"]
+    assert "report: running" in capsys.readouterr().err
+
+
+def test_rerunning_the_config_reproduces_its_numbers(quick):
+    tmp, _, _ = quick
+    again = _config(tmp, name="quick_again")
+    ca.run_study(again, only=["train", "spectra", "sweep"])
+    first, second = tmp / "runs" / "quick", tmp / "runs" / "quick_again"
+    for name in ("spectra.nc", "sweep.nc"):
+        a, b = ca.load(first / name), ca.load(second / name)
+        for var in a.data_vars:
+            xr.testing.assert_equal(a[var], b[var])
+    acc = [ca.load(d / "metrics.nc")["test_accuracy"].values for d in (first, second)]
+    np.testing.assert_array_equal(*acc)
+
+
+def test_config_errors_are_all_reported_with_their_paths(tmp_path):
+    bad = {"name": "x", "model": "cnn5", "dataset": "fashion-mnist", "bogus": 1,
+           "train": {"epochs": -1, "lr": "fast"}, "sweep": {"plans": ["sideways"]}}
+    with pytest.raises(ca.InputError) as err:
+        parse_config(bad, "bad.yaml")
+    text = str(err.value)
+    for where in ("bogus: unknown key", "model:", "train.epochs", "train.lr", "sweep.plans.0"):
+        assert where in text, text
+    assert "5 error(s)" in text
+
+
+def test_bad_run_input_exits_2_and_writes_nothing(tmp_path, run_cli):
+    (tmp_path / "broken.yaml").write_text("name: [unclosed")
+    code, out = run_cli("run", tmp_path / "broken.yaml")
+    assert code == 2 and "not valid YAML" in out
+    code, out = run_cli("run", tmp_path / "missing.yaml")
+    assert code == 2 and "does not exist" in out
+    bad = _config(tmp_path, name="bad", model="cnn5")
+    code, out = run_cli("run", bad)
+    assert code == 2 and "model" in out and "cnn4" in out
+    assert not (tmp_path / "runs" / "bad").exists()
+
+
+@pytest.mark.parametrize("notebook", sorted(p.name for p in (ROOT / "notebooks").glob("*.ipynb")))
+def test_notebooks_run_top_to_bottom_on_the_quick_config(quick, notebook, monkeypatch):
+    tmp, config, _ = quick
+    monkeypatch.setenv("CORRANALYSIS_CONFIG", str(config))
+    monkeypatch.setenv("MPLBACKEND", "Agg")
+    nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
+    assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
+        "notebooks are committed without outputs"
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(ROOT)}}).execute()
