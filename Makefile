@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m ruff check corranalysis tests benchmarks
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 --dist loadfile -q
 
 lint: $(STAMP)
 	$(BIN)/python -m ruff check corranalysis tests benchmarks
