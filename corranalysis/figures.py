@@ -36,7 +36,7 @@ MODE_STYLE = {"dense": {"color": sns.color_palette(PALETTE)[0], "marker": "o", "
 _RC = {"axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
        "legend.fontsize": 7, "legend.title_fontsize": 7, "font.size": 8,
        "lines.linewidth": 1.2, "lines.markersize": 3.5, "pdf.fonttype": 42,
-       "ps.fonttype": 42, "savefig.bbox": "tight", "figure.dpi": 100}
+       "ps.fonttype": 42, "figure.dpi": 100}
 
 
 @contextlib.contextmanager
@@ -96,8 +96,8 @@ def _cut_legend(fig: Figure, palette: Mapping[str, dict], cuts: Sequence[str],
                       marker=palette[c]["marker"], label=c) for c in cuts]
     if handles:
         ncol = max(1, min(len(handles), int(fig.get_figwidth() // 1.6)))
-        fig.legend(handles=handles, title=title, loc="lower center", ncol=ncol,
-                   bbox_to_anchor=(0.5, 1.0), frameon=False)
+        fig.legend(handles=handles, title=title, loc="outside upper center", ncol=ncol,
+                   frameon=False)
 
 
 # --------------------------------------------------------------------------- helpers
@@ -400,6 +400,8 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
     for ax in (left, right):
         ax.set_xlabel("norm loss (mean over layers, fraction of ‖W‖²)")
     left.set_ylabel("test accuracy (%)")
+    right.set_ylabel("test accuracy (%)")
+    left.set_xlabel("norm loss of the layer (fraction of ‖W‖²)")
     return fig
 
 
@@ -461,6 +463,8 @@ def tolerance_figure(linkage: xr.Dataset, palette: Mapping[str, dict] | None = N
                 xticklabels=[_SHORT.get(str(t), str(t)) for t in rho["target"].values],
                 yticklabels=[_SHORT.get(str(m), str(m)) for m in rho["measure"].values])
     c.set_title("(c) spectra vs accuracy")
+    c.set_xlabel("accuracy-side target")
+    c.set_ylabel("spectral measure")
     c.tick_params(axis="x", rotation=0)
     return fig
 
@@ -494,7 +498,7 @@ def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
     a.set_title("(a) recovery")
     a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.set_xlabel("epoch of re-training")
-    b.set_ylabel("drift ‖W$_e$ − W̃$_0$‖ / ‖W̃$_0$‖")
+    b.set_ylabel(r"drift $\|W_e - \tilde W_0\| / \|\tilde W_0\|$ (1)")
     b.set_title("(b) drift from the truncated kernels")
     b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.legend(loc="upper left")
@@ -525,7 +529,7 @@ def tensorize_figure(tensorize: xr.Dataset, sweep: xr.Dataset,
     rows = rows.assign(param_frac=rows["params_factorized"] / rows["params_dense"])
     cuts = list(dict.fromkeys(str(c) for c in rows["cuts"].values))
     pal = _palette(palette, cuts)
-    fig, ax = plt.subplots(figsize=(width, 2.6 if width < 5 else 3.0), layout="constrained")
+    fig, ax = plt.subplots(figsize=(width, 3.4 if width < 5 else 3.0), layout="constrained")
     for cut in cuts:
         sub = rows.isel(trial=np.nonzero(rows["cuts"].values == cut)[0])
         x, y = _curve(sub, "param_frac")
@@ -545,7 +549,8 @@ def tensorize_figure(tensorize: xr.Dataset, sweep: xr.Dataset,
     ax.set_xlabel("parameters kept in the compressed layers (fraction)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title("tensorized layers " + ", ".join(layers) + " vs truncation")
-    ax.legend(loc="lower right", fontsize=6, ncol=1 + len(cuts) // 8)
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=6,
+               ncol=2 if width < 5 else 4, frameon=False)
     return fig
 
 
@@ -574,7 +579,14 @@ def training_figure(metrics: xr.Dataset, width: float = ONE_COLUMN) -> Figure:
 
 def all_figures(datasets: Mapping[str, xr.Dataset], width: float | None = None,
                 layers: Sequence[str] | None = None) -> dict[str, Figure]:
-    """Every figure the ``datasets`` allow, by file stem, in report order.
+    """Every figure the ``datasets`` allow, by file stem, in report order (see
+    :func:`figure_makers`)."""
+    return {name: make() for name, make in figure_makers(datasets, width, layers).items()}
+
+
+def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None,
+                  layers: Sequence[str] | None = None) -> dict[str, Callable[[], Figure]]:
+    """A function drawing each figure the ``datasets`` allow, by file stem, in report order.
 
     ``datasets``: any of ``spectra``, ``sweep``, ``linkage``, ``recovery``,
     ``tensorize``, ``metrics``. ``width``: force one width (default: each figure's own,
@@ -590,44 +602,43 @@ def all_figures(datasets: Mapping[str, xr.Dataset], width: float | None = None,
         if "linkage" in datasets else 1.0
     two = width or TWO_COLUMNS
     one = width or ONE_COLUMN
-    makers: list[tuple[str, Callable[[], Figure], bool]] = []
+    makers: list[tuple[str, Callable[[], Figure]]] = []
     if "metrics" in datasets:
-        makers.append(("training", lambda: training_figure(datasets["metrics"], width=one), True))
+        makers.append(("training", lambda: training_figure(datasets["metrics"], width=one)))
     if spectra is not None:
         makers += [
-            ("spectra", lambda: spectra_figure(spectra, layers, pal, width=two), True),
-            ("entropy", lambda: entropy_heatmap(spectra, layers, width=two), True),
-            ("norm_loss", lambda: norm_loss_figure(spectra, layers, pal, width=two), True),
+            ("spectra", lambda: spectra_figure(spectra, layers, pal, width=two)),
+            ("entropy", lambda: entropy_heatmap(spectra, layers, width=two)),
+            ("norm_loss", lambda: norm_loss_figure(spectra, layers, pal, width=two)),
         ]
     if sw is not None:
         makers += [
             ("accuracy_vs_norm_loss",
-             lambda: accuracy_vs_norm_loss(sw, layers, pal, delta, width=two), True),
+             lambda: accuracy_vs_norm_loss(sw, layers, pal, delta, width=two)),
             ("accuracy_vs_kept_fraction",
-             lambda: accuracy_vs_kept_fraction(sw, spectra, layers, pal, delta, width=two), True),
-            ("combined_truncations", lambda: combined_truncations(sw, pal, delta, width=two),
-             True),
+             lambda: accuracy_vs_kept_fraction(sw, spectra, layers, pal, delta, width=two)),
+            ("combined_truncations", lambda: combined_truncations(sw, pal, delta, width=two)),
         ]
     if "linkage" in datasets:
         makers.append(("tolerance", lambda: tolerance_figure(datasets["linkage"], pal,
-                                                             width=two), True))
+                                                             width=two)))
     if "recovery" in datasets:
-        makers.append(("recovery", lambda: recovery_figure(datasets["recovery"], width=two),
-                       True))
+        makers.append(("recovery", lambda: recovery_figure(datasets["recovery"], width=two)))
     if "tensorize" in datasets and sw is not None:
         makers.append(("tensorize", lambda: tensorize_figure(datasets["tensorize"], sw, pal,
-                                                             width=one), True))
-    return {name: make() for name, make, _ in makers}
+                                                             width=one)))
+    return dict(makers)
 
 
 def save_figure(fig: Figure, stem: str | object, formats: Sequence[str] = ("png", "pdf"),
                 dpi: int = 150) -> list[str]:
-    """Write ``fig`` as ``stem.<fmt>`` for each format (PDF is vector); close it."""
+    """Write ``fig`` as ``stem.<fmt>`` for each format (PDF/SVG are vector) at its exact
+    size (the width stays a journal column width); close it."""
     paths = []
     for fmt in formats:
         path = f"{stem}.{fmt}"
         with style():
-            fig.savefig(path, dpi=dpi if fmt == "png" else None, bbox_inches="tight",
+            fig.savefig(path, dpi=dpi, bbox_inches=None,
                         metadata={"Creator": "corranalysis"} if fmt in ("pdf", "png") else None)
         paths.append(path)
     plt.close(fig)
@@ -636,7 +647,8 @@ def save_figure(fig: Figure, stem: str | object, formats: Sequence[str] = ("png"
 
 __all__ = [
     "ONE_COLUMN", "TWO_COLUMNS", "accuracy_vs_kept_fraction", "accuracy_vs_norm_loss",
-    "all_figures", "combined_truncations", "cut_colors", "entropy_heatmap", "layer_colors",
+    "all_figures", "combined_truncations", "cut_colors", "entropy_heatmap", "figure_makers",
+    "layer_colors",
     "norm_loss_figure", "recovery_figure", "save_figure", "single_trials", "spectra_figure",
     "style", "tensorize_figure", "tolerance_figure", "training_figure",
 ]

@@ -1,0 +1,277 @@
+"""The report: a small but real run directory → index.html, summary.md, figures; bad input."""
+
+from __future__ import annotations
+
+import copy
+import functools
+import json
+import shutil
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+import xarray as xr  # noqa: E402
+import yaml  # noqa: E402
+from torch import nn  # noqa: E402
+from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
+
+from corranalysis.errors import InputError  # noqa: E402
+from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
+from corranalysis.kernels import extract_kernels  # noqa: E402
+from corranalysis.linkage import link  # noqa: E402
+from corranalysis.report import build_report, load_run  # noqa: E402
+from corranalysis.retrain import retrain  # noqa: E402
+from corranalysis.spectra import compute_spectra  # noqa: E402
+from corranalysis.sweep import sweep  # noqa: E402
+from corranalysis.tensorize.run import results_dataset  # noqa: E402
+
+STEMS = ("spectra", "entropy", "norm_loss", "accuracy_vs_norm_loss", "accuracy_vs_kept_fraction",
+         "combined_truncations", "tolerance", "recovery", "tensorize")
+KEEPS = "frac=1,frac=0.7,frac=0.5,frac=0.3,frac=0.15,frac=0.05,loss=0.05,loss=0.2"
+
+
+def tiny_model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(
+        nn.Conv2d(1, 6, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(6, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * 4 * 4, 4),
+    )
+
+
+def synthetic(n: int = 160) -> TensorDataset:
+    """A learnable 4-class task on 1×8×8 inputs (labels from a fixed linear map)."""
+    x = torch.randn(n, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    w = torch.randn(64, 4, generator=torch.Generator().manual_seed(1))
+    return TensorDataset(x, (x.flatten(1) @ w).argmax(1))
+
+
+def make_run(root: Path, tensorize: bool = True) -> Path:
+    """A run directory from the real API: trained tiny CNN → spectra, sweep, linkage, recovery."""
+    data = synthetic()
+    train = DataLoader(data, batch_size=32, shuffle=True,
+                       generator=torch.Generator().manual_seed(0))
+    test = DataLoader(data, batch_size=160)
+    model = tiny_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.02)
+    for _ in range(8):
+        for x, y in train:
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    model.eval()
+    root.mkdir(parents=True)
+    (root / "config.yaml").write_text(yaml.safe_dump(
+        {"name": root.name, "model": "tiny", "dataset": "synthetic", "seed": 0}))
+    spectra = compute_spectra(extract_kernels(model), device="cpu")
+    sw = sweep(model, test, keeps=KEEPS, plans="layer,all-cuts,all-layers", device="cpu")
+    plan = {"3": {"cuts": ["out|in,kh,kw"], "keep": "frac=0.15"}}
+    parts = [retrain(copy.deepcopy(model), plan, train, test, 2, mode=m, device="cpu")
+             for m in ("dense", "projected")]
+    recovery = xr.concat(parts, dim=pd.Index(["dense", "projected"], name="mode"),
+                         combine_attrs="drop_conflicts")
+    outputs = {"spectra": spectra, "sweep": sw, "linkage": link(sw, spectra, delta=1.0),
+               "recovery": recovery}
+    for name, ds in outputs.items():
+        write_netcdf(ds, root / f"{name}.nc")
+    acc = float(sw.attrs["baseline_accuracy"])
+    write_json({"model": "tiny", "dataset": "synthetic", "dataset_checksum": "0" * 64,
+                "test_accuracy": acc, "device": "cpu", "wall_seconds": 1.0,
+                "config": {"seed": 0}, "package_versions": {"torch": torch.__version__},
+                "git_commit": "abc123"}, root / "run.json")
+    write_json({s: {"hash": "h", "seconds": 0.5, "finished": "2025-01-01T00:00:00+00:00"}
+                for s in ("train", "spectra", "sweep", "linkage", "retrain")},
+               root / "stages.json")
+    if tensorize:
+        table = {"layer": ["3"], "params_before": [432], "params_after": [120],
+                 "compression": [3.6], "init_rel_error": [0.3], "method": ["tucker"],
+                 "kind": ["conv2d"], "shape": ["8x6x3x3"], "rank": ["(4, 3)"], "group": ["g0"]}
+        history = {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.6],
+                   "train_loss": [float("nan"), 0.9, 0.7], "epoch_seconds": [0.0, 0.1, 0.1]}
+        write_netcdf(results_dataset(table, history, {"baseline_accuracy": acc}),
+                     root / "tensorize.nc")
+    return root
+
+
+@functools.cache
+def example(base: str) -> tuple[Path, Path]:
+    """(run directory, built report) shared by the report test modules of a session."""
+    run = make_run(Path(base) / "runs" / "demo")
+    return run, build_report(run, Path(base) / "reports" / "demo")
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory) -> tuple[Path, Path]:
+    return example(str(tmp_path_factory.getbasetemp() / "report-example"))
+
+
+def test_report_has_every_file(built):
+    _, report = built
+    assert (report / "index.html").is_file() and (report / "summary.md").is_file()
+    for stem in STEMS:
+        png, pdf = report / "figures" / f"{stem}.png", report / "figures" / f"{stem}.pdf"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", stem
+        assert pdf.read_bytes()[:5] == b"%PDF-", stem
+    html = (report / "index.html").read_text()
+    for stem in STEMS:
+        assert f'src="figures/{stem}.png"' in html
+    assert str(report) not in html  # relative paths only: the folder can move
+    leftovers = [p.name for p in report.parent.iterdir() if p.name.startswith(".")]
+    assert leftovers == []
+
+
+def test_report_contents(built):
+    run, report = built
+    html = (report / "index.html").read_text()
+    md = (report / "summary.md").read_text()
+    for text in ("Setup", "Findings", "Provenance", "tolerated norm loss", "dense",
+                 "projected", "tucker", "abc123", "0" * 64, "torch"):
+        assert text in html, text
+    findings = md.split("## Findings")[1].split("## Figures")[0]
+    assert "Layer" in findings or "layer" in findings
+    assert "first layer (0)" in findings
+    assert "Re-training (dense)" in findings and "Re-training (projected)" in findings
+    assert "all cuts of one layer" in findings
+    assert "Tensorizing layer(s) 3" in findings
+    ds = read_netcdf(run / "linkage.nc")
+    for name in ds["layer"].values:
+        assert f"layer {name}" in html
+
+
+@pytest.fixture
+def fast_figures(monkeypatch):
+    """Skip drawing: the figure files are stubs (for tests of the report's plumbing)."""
+    import corranalysis.report as report
+    from corranalysis.figures import figure_makers
+
+    def stub(datasets, out_dir, formats=("png", "pdf"), width=None, layers=None):
+        stems = list(figure_makers(datasets, width, layers))
+        for stem in stems:
+            for fmt in formats:
+                (out_dir / f"{stem}.{fmt}").write_bytes(b"stub")
+        return stems
+
+    monkeypatch.setattr(report, "render_figures", stub)
+
+
+def test_rebuild_replaces_the_report_atomically(built, tmp_path, fast_figures):
+    run, report = built
+    out = tmp_path / "rep"
+    shutil.copytree(report, out)
+    (out / "stale.txt").write_text("old")
+    assert build_report(run, out) == out
+    assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
+
+
+def test_report_default_location_is_reports_name(built, tmp_path, monkeypatch, fast_figures):
+    run, _ = built
+    monkeypatch.chdir(tmp_path)
+    assert build_report(run) == Path("reports") / "demo"
+    assert (tmp_path / "reports" / "demo" / "index.html").is_file()
+
+
+def test_failure_leaves_no_half_written_report(built, tmp_path, monkeypatch, fast_figures):
+    run, report = built
+    import corranalysis.report as module
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(module, "_markdown", boom)
+    with pytest.raises(RuntimeError):
+        build_report(run, tmp_path / "rep")
+    assert list(tmp_path.iterdir()) == []
+    shutil.copytree(report, tmp_path / "old")  # an earlier report stays as it was
+    with pytest.raises(RuntimeError):
+        build_report(run, tmp_path / "old")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["old"]
+    assert (tmp_path / "old" / "index.html").read_text() == (report / "index.html").read_text()
+
+
+def test_report_without_tensorize(built, tmp_path, fast_figures):
+    run, _ = built
+    copy_dir = tmp_path / "runs" / "plain"
+    shutil.copytree(run, copy_dir)
+    (copy_dir / "tensorize.nc").unlink()
+    out = build_report(copy_dir, tmp_path / "rep")
+    assert not (out / "figures" / "tensorize.png").exists()
+    assert (out / "figures" / "recovery.png").exists()
+    assert "Tensorizing" not in (out / "summary.md").read_text()
+    assert 'id="tensorize"' not in (out / "index.html").read_text()
+
+
+# --------------------------------------------------------------------------- CLI
+
+
+def test_report_verb(built, tmp_path, run_cli, fast_figures):
+    run, _ = built
+    code, out = run_cli("report", run, "--out", tmp_path / "r")
+    assert code == 0, out
+    assert str(tmp_path / "r" / "index.html") in out
+    assert (tmp_path / "r" / "index.html").is_file()
+
+
+def test_figures_verb(built, tmp_path, run_cli):
+    run, _ = built
+    code, out = run_cli("figures", run, "--out", tmp_path / "paper", "--layers", "0,3")
+    assert code == 0, out
+    files = sorted(p.name for p in (tmp_path / "paper").iterdir())
+    assert files == sorted(f"{s}.pdf" for s in STEMS)
+    head = (tmp_path / "paper" / "tensorize.pdf").read_bytes()
+    assert b"/MediaBox [ 0 0 244.8" in head  # one journal column: 3.4 in
+
+
+@pytest.mark.parametrize("missing, stage", [("sweep.nc", "sweep"), ("recovery.nc", "retrain"),
+                                            ("spectra.nc", "spectra")])
+def test_missing_input_names_the_stage(built, tmp_path, run_cli, missing, stage):
+    run, _ = built
+    bad = tmp_path / "runs" / "demo"
+    shutil.copytree(run, bad)
+    (bad / missing).unlink()
+    out_dir = tmp_path / "reports" / "demo"
+    code, out = run_cli("report", bad, "--out", out_dir)
+    assert code == 2
+    assert f"{missing} is missing" in out and f"--force {stage}" in out
+    assert "Traceback" not in out
+    assert not (tmp_path / "reports").exists()
+
+
+def test_not_a_run_directory(tmp_path, run_cli):
+    code, out = run_cli("report", tmp_path, "--out", tmp_path / "rep")
+    assert code == 2 and "not a run directory" in out
+    code, out = run_cli("report", tmp_path / "nope")
+    assert code == 2 and "does not exist" in out
+    code, out = run_cli("figures", tmp_path, "--out", tmp_path / "figs")
+    assert code == 2 and "not a run directory" in out
+    assert not (tmp_path / "rep").exists() and not (tmp_path / "figs").exists()
+
+
+def test_bad_outputs_and_damaged_inputs(built, tmp_path, run_cli):
+    run, _ = built
+    (tmp_path / "file").write_text("x")
+    code, out = run_cli("report", run, "--out", tmp_path / "file")
+    assert code == 2 and "is a file" in out
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "thesis.tex").write_text("precious")
+    code, out = run_cli("report", run, "--out", tmp_path / "busy")
+    assert code == 2 and "other than a report" in out
+    assert (tmp_path / "busy" / "thesis.tex").read_text() == "precious"
+    bad = tmp_path / "runs" / "demo"
+    shutil.copytree(run, bad)
+    (bad / "linkage.nc").write_bytes(b"not netcdf")
+    code, out = run_cli("report", bad, "--out", tmp_path / "r2")
+    assert code == 2 and "linkage.nc" in out and "--force linkage" in out
+    code, out = run_cli("figures", run, "--out", tmp_path / "f", "--layers", "nope")
+    assert code == 2 and "not in the run" in out
+
+
+def test_load_run_reports_all_missing_stages(tmp_path):
+    (tmp_path / "config.yaml").write_text("name: x\n")
+    (tmp_path / "run.json").write_text(json.dumps({"model": "m"}))
+    with pytest.raises(InputError, match="spectra.nc, sweep.nc, linkage.nc, recovery.nc"):
+        load_run(tmp_path)
