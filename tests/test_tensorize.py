@@ -289,9 +289,23 @@ def test_cli_bad_spec_exit_2_nothing_written(tmp_path, spec_text: str) -> None:
     assert not out.exists()
 
 
-def test_cli_run_and_reload(tmp_path) -> None:
-    """End to end on a few real Fashion-MNIST images (skipped where the data is missing)."""
-    pytest.importorskip("corranalysis.data")
+def _tiny_loaders(name: str, **kwargs):
+    """Random 1×28×28 images in place of a data set (the CLI path without file reading)."""
+    from types import SimpleNamespace
+
+    from torch.utils.data import DataLoader, TensorDataset
+
+    g = torch.Generator().manual_seed(0)
+    data = TensorDataset(torch.randn(48, 1, 28, 28, generator=g),
+                         torch.randint(0, 10, (48,), generator=g))
+    info = SimpleNamespace(in_channels=1, num_classes=10, image_size=28)
+    return DataLoader(data, batch_size=16), DataLoader(data, batch_size=48), info
+
+
+def test_cli_run_and_reload(tmp_path, monkeypatch) -> None:
+    """End to end through the CLI (tiny random data set standing in for Fashion-MNIST)."""
+    data = pytest.importorskip("corranalysis.data")
+    monkeypatch.setattr(data, "make_loaders", _tiny_loaders)
     from corranalysis.io import read_netcdf
     from corranalysis.models import create
 
@@ -303,8 +317,8 @@ def test_cli_run_and_reload(tmp_path) -> None:
                     "classifier.3: {method: adtn, depth: 1, fit_steps: 2}\n")
     bad = tmp_path / "bad.yaml"
     bad.write_text("classifier.9: {method: mpo, bond_dim: 4}\n")
-    args = ["tensorize", str(ckpt), "--model", "fc2", "--dataset", "fashion_mnist",
-            "--epochs", "1", "--train-size", "64", "--test-size", "32", "--device", "cpu"]
+    args = ["tensorize", str(ckpt), "--model", "fc2", "--dataset", "fashion-mnist",
+            "--epochs", "1", "--device", "cpu"]
     assert _cli([*args, "--spec", str(bad), "--out", str(tmp_path / "bad")]) == 2
     assert not (tmp_path / "bad").exists()
     out = tmp_path / "out"

@@ -24,7 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from ..errors import InputError
 
 NONLINEARITIES = ("tanh", "relu", "none")
-CHECKPOINT_FROM_Q = 20  # recompute gate outputs in backward above this size (memory)
+CHECKPOINT_FROM_Q = 25  # from 2^25 entries (128 MiB a vector) recompute gates in backward
 
 
 def adtn_qubits(n_weights: int) -> int:

@@ -40,7 +40,7 @@ def train_epoch(model: nn.Module, loader: Any, opt: torch.optim.Optimizer,
         loss = nn.functional.cross_entropy(model(x), y)
         loss.backward()
         opt.step()
-        total += float(loss) * y.shape[0]
+        total += loss.item() * y.shape[0]
         n += y.shape[0]
     return total / max(n, 1)
 
