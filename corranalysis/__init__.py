@@ -21,8 +21,10 @@ from .kernels import extract_kernels, select_layers
 from .legs import fine_grain, natural_legs
 from .linkage import link
 from .pipeline import run_study
+from .recovery import auto_plan, retrain
 from .spectra import bond_spectra, compute_spectra, kernel_mps, kernel_tensor
-from .truncation import KeepSpec, Plan, truncate, truncated
+from .sweeps import build_trials, sweep
+from .truncation import KeepSpec, Plan, apply_plan, resolve_plan, truncate, truncated
 
 __version__ = "0.1.0"
 
@@ -30,6 +32,12 @@ __all__ = [
     "Cut",
     "KeepSpec",
     "Plan",
+    "apply_plan",
+    "auto_plan",
+    "build_trials",
+    "resolve_plan",
+    "retrain",
+    "sweep",
     "link",
     "load_config",
     "run_study",

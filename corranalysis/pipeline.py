@@ -178,7 +178,7 @@ class Study:
         write_netcdf(ds, self.run_dir / "spectra.nc")
 
     def stage_sweep(self, force: bool) -> None:
-        from .sweep import sweep
+        from .sweeps import sweep
 
         s = self.config.sweep
         out = self.run_dir / "sweep.nc"
@@ -201,7 +201,7 @@ class Study:
         import xarray as xr
 
         from .data import make_loaders
-        from .retrain import auto_plan, retrain
+        from .recovery import auto_plan, retrain
 
         c, r = self.config, self.config.retrain
         plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.min_drop)

@@ -20,8 +20,8 @@ from torch.utils.data import DataLoader, TensorDataset
 from corranalysis.cli import main
 from corranalysis.errors import InputError
 from corranalysis.evaluation import evaluate
-from corranalysis.retrain import auto_plan, retrain
-from corranalysis.sweep import sweep
+from corranalysis.recovery import auto_plan, retrain
+from corranalysis.sweeps import sweep
 from corranalysis.truncation import truncated
 
 PLAN = {"0": {"cuts": ["out|in,kh,kw"], "keep": "chi=1"},

@@ -41,8 +41,8 @@ def retrain_cmd(
     import xarray as xr
 
     from ..io import write_netcdf
-    from ..retrain import MODES, plan_from_option, retrain
-    from ..sweep import load_checkpoint_and_data
+    from ..recovery import MODES, plan_from_option, retrain
+    from ..sweeps import load_checkpoint_and_data
     from ..truncation import resolve_plan
 
     check_output_path(out)

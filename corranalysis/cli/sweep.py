@@ -62,7 +62,7 @@ def sweep_cmd(
     """Truncate layers along cuts with keep specs and evaluate every trial on the test set."""
     from ..devices import resolve_device
     from ..io import read_netcdf
-    from ..sweep import CheckpointSource, sweep
+    from ..sweeps import CheckpointSource, sweep
 
     check_output_path(out)
     if workers is not None and scheduler is not None:
