@@ -91,9 +91,10 @@ def _palette(palette: Mapping[str, dict] | None, cuts: Sequence[str]) -> Mapping
 
 
 def _cut_legend(fig: Figure, palette: Mapping[str, dict], cuts: Sequence[str],
-                title: str = "cut") -> None:
+                title: str = "cut", extra: Sequence[Line2D] = ()) -> None:
+    """One legend above the panels: the cuts (then ``extra`` handles, e.g. the baseline)."""
     handles = [Line2D([], [], color=palette[c]["color"], ls=palette[c]["ls"],
-                      marker=palette[c]["marker"], label=c) for c in cuts]
+                      marker=palette[c]["marker"], label=c) for c in cuts] + list(extra)
     if handles:
         ncol = max(1, min(len(handles), int(fig.get_figwidth() // 1.6)))
         fig.legend(handles=handles, title=title, loc="outside upper center", ncol=ncol,
@@ -228,6 +229,7 @@ def entropy_heatmap(spectra: xr.Dataset, layers: Sequence[str] | None = None,
                 annot_kws={"fontsize": 6}, mask=~np.isfinite(data.values),
                 xticklabels=cuts, yticklabels=names, linewidths=0.4, linecolor="white",
                 cbar_kws={"label": f"{data.attrs.get('long_name', variable)} ({units})"})
+    ax.grid(False)
     ax.set_xlabel("cut")
     ax.set_ylabel("layer")
     ax.tick_params(axis="x", rotation=35)
@@ -302,8 +304,7 @@ def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None
         ax.set_title(f"layer {name}")
         ax.set_xlabel("norm loss (fraction of ‖W‖²)")
         ax.set_ylabel("test accuracy (%)")
-    _cut_legend(fig, pal, list(dict.fromkeys(shown)))
-    axes[0].legend(handles=_baseline_handles(delta), loc="lower left", frameon=True)
+    _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
     return fig
 
 
@@ -353,8 +354,7 @@ def accuracy_vs_kept_fraction(sweep: xr.Dataset, spectra: xr.Dataset | None = No
         ax.set_title(f"layer {name}")
         ax.set_xlabel("kept fraction χ/χ$_{max}$")
         ax.set_ylabel("test accuracy (%)")
-    _cut_legend(fig, pal, list(dict.fromkeys(shown)))
-    axes[0].legend(handles=_baseline_handles(delta), loc="lower right", frameon=True)
+    _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
     return fig
 
 
@@ -447,9 +447,8 @@ def tolerance_figure(linkage: xr.Dataset, palette: Mapping[str, dict] | None = N
     a.set_ylabel(f"tolerated norm loss (drop ≤ {delta:g} pt)")
     a.set_title("(a) tolerated norm loss")
     shown = [cut for j, cut in enumerate(cuts) if np.isfinite(tol[:, j]).any()]
-    _cut_legend(fig, pal, shown)
-    a.legend(handles=[Line2D([], [], color="0.3", marker="_", markersize=12,
-                             label="median over cuts")], loc="upper left")
+    _cut_legend(fig, pal, shown, extra=[Line2D([], [], color="0.3", marker="_",
+                                               markersize=12, label="median over cuts")])
     b.set_xlabel("entropy (nats)")
     b.set_ylabel("tolerated norm loss")
     b.set_title("(b) entropy vs tolerance")
@@ -462,6 +461,7 @@ def tolerance_figure(linkage: xr.Dataset, palette: Mapping[str, dict] | None = N
                 annot_kws={"fontsize": 6}, cbar_kws={"label": "Spearman ρ"},
                 xticklabels=[_SHORT.get(str(t), str(t)) for t in rho["target"].values],
                 yticklabels=[_SHORT.get(str(m), str(m)) for m in rho["measure"].values])
+    c.grid(False)
     c.set_title("(c) spectra vs accuracy")
     c.set_xlabel("accuracy-side target")
     c.set_ylabel("spectral measure")
@@ -492,7 +492,7 @@ def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
     if base is not None:
         _baseline(a, float(base))
         a.legend(handles=[*a.get_legend_handles_labels()[0], *_baseline_handles(None)],
-                 loc="lower right")
+                 loc="best")
     a.set_xlabel("epoch of re-training (0 = truncated)")
     a.set_ylabel("test accuracy (%)")
     a.set_title("(a) recovery")
@@ -501,7 +501,7 @@ def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
     b.set_ylabel(r"drift $\|W_e - \tilde W_0\| / \|\tilde W_0\|$ (1)")
     b.set_title("(b) drift from the truncated kernels")
     b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    b.legend(loc="upper left")
+    b.legend(loc="best")
     return fig
 
 
@@ -534,7 +534,9 @@ def tensorize_figure(tensorize: xr.Dataset, sweep: xr.Dataset,
         sub = rows.isel(trial=np.nonzero(rows["cuts"].values == cut)[0])
         x, y = _curve(sub, "param_frac")
         st = pal[cut]
-        ax.plot(x, y, color=st["color"], ls=st["ls"], marker=st["marker"], label=f"truncate {cut}")
+        label = "all cuts" if cut == "all" else cut
+        ax.plot(x, y, color=st["color"], ls=st["ls"], marker=st["marker"],
+                label=f"truncate {label}")
     frac = float(tensorize["params_after"].sum()) / float(tensorize["params_before"].sum())
     methods = "+".join(dict.fromkeys(str(m) for m in tensorize["method"].values))
     acc = 100 * np.asarray(tensorize["accuracy"].values, dtype=float)
@@ -548,7 +550,8 @@ def tensorize_figure(tensorize: xr.Dataset, sweep: xr.Dataset,
     _log_axis(ax, "x")
     ax.set_xlabel("parameters kept in the compressed layers (fraction)")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("tensorized layers " + ", ".join(layers) + " vs truncation")
+    ax.set_title(f"tensorized layer{'s' if len(layers) > 1 else ''} {', '.join(layers)} "
+                 "vs truncation")
     fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", fontsize=6,
                ncol=2 if width < 5 else 4, frameon=False)
     return fig

@@ -473,11 +473,11 @@ def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
                    formats: Sequence[str] = ("png", "pdf"), width: float | None = None,
                    layers: Sequence[str] | None = None) -> list[str]:
     """Write every figure the datasets allow into ``out_dir`` (``stem.fmt``); return stems."""
-    from .figures import all_figures, save_figure
+    from .figures import figure_makers, save_figure
 
     stems = []
-    for stem, fig in all_figures(datasets, width=width, layers=layers).items():
-        save_figure(fig, out_dir / stem, formats)
+    for stem, draw in figure_makers(datasets, width=width, layers=layers).items():
+        save_figure(draw(), out_dir / stem, formats)
         stems.append(stem)
     return stems
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import functools
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -24,10 +26,10 @@ from corranalysis.errors import InputError  # noqa: E402
 from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
 from corranalysis.kernels import extract_kernels  # noqa: E402
 from corranalysis.linkage import link  # noqa: E402
+from corranalysis.recovery import retrain  # noqa: E402
 from corranalysis.report import build_report, load_run  # noqa: E402
-from corranalysis.retrain import retrain  # noqa: E402
 from corranalysis.spectra import compute_spectra  # noqa: E402
-from corranalysis.sweep import sweep  # noqa: E402
+from corranalysis.sweeps import sweep  # noqa: E402
 from corranalysis.tensorize.run import results_dataset  # noqa: E402
 
 STEMS = ("spectra", "entropy", "norm_loss", "accuracy_vs_norm_loss", "accuracy_vs_kept_fraction",
@@ -98,15 +100,34 @@ def make_run(root: Path, tensorize: bool = True) -> Path:
 
 
 @functools.cache
-def example(base: str) -> tuple[Path, Path]:
-    """(run directory, built report) shared by the report test modules of a session."""
-    run = make_run(Path(base) / "runs" / "demo")
-    return run, build_report(run, Path(base) / "reports" / "demo")
+def _example(base: Path) -> tuple[Path, Path]:
+    run, report = base / "runs" / "demo", base / "reports" / "demo"
+    try:
+        from filelock import FileLock
+        lock = FileLock(f"{base}.lock")
+    except ImportError:  # pragma: no cover - filelock comes with torch
+        lock = contextlib.nullcontext()
+    with lock:
+        if not (base / "done").is_file():
+            shutil.rmtree(base, ignore_errors=True)
+            make_run(run)
+            build_report(run, report)
+            (base / "done").touch()
+    return run, report
+
+
+def example(tmp_path_factory) -> tuple[Path, Path]:
+    """(run directory, built report), built once per test session and shared by the report
+    test modules (and by pytest-xdist workers, under a file lock). Treat as read-only."""
+    base = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        base = base.parent  # the session's directory, shared by the workers
+    return _example(base / "report-example")
 
 
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> tuple[Path, Path]:
-    return example(str(tmp_path_factory.getbasetemp() / "report-example"))
+    return example(tmp_path_factory)
 
 
 def test_report_has_every_file(built):

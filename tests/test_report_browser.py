@@ -32,7 +32,7 @@ def _chromium(tmp_path, *args: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    return example(str(tmp_path_factory.getbasetemp() / "report-example"))[1]
+    return example(tmp_path_factory)[1]
 
 
 def test_every_image_loads(report, tmp_path):
