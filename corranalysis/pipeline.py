@@ -25,7 +25,7 @@ from rich.console import Console
 
 from .config import StudyConfig, load_config
 from .errors import InputError
-from .io import read_netcdf, write_json, write_netcdf
+from .io import atomic_path, read_netcdf, write_json, write_netcdf
 
 STAGES = ("train", "spectra", "sweep", "linkage", "retrain", "report")
 OUTPUTS = {
@@ -135,27 +135,10 @@ class Study:
 
     # ------------------------------------------------------------------ stages
     def stage_train(self, force: bool) -> None:
+        """Train the model (test accuracy on the full test set), or adopt ``checkpoint``."""
         c = self.config
         if c.checkpoint:
-            src = Path(c.checkpoint)
-            if not src.is_file():
-                raise InputError(
-                    f"checkpoint {str(src)!r} (config key 'checkpoint') does not exist")
-            from .checkpoints import load_state_dict
-
-            sd = load_state_dict(src)
-            torch.save(sd, self.run_dir / "model.pt.tmp")
-            (self.run_dir / "model.pt.tmp").replace(self.run_dir / "model.pt")
-            self.model()  # fits the model, or a clear error
-            from .training import evaluate
-
-            acc, loss = evaluate(self.model(), self.loaders()[1], c.device)
-            from .provenance import file_sha256, package_versions
-
-            write_json({"model": c.model, "dataset": c.dataset, "checkpoint": str(src),
-                        "checkpoint_sha256": file_sha256(src), "test_accuracy": acc,
-                        "test_loss": loss, "versions": package_versions()},
-                       self.run_dir / "run.json")
+            self._adopt_checkpoint(Path(c.checkpoint))
             return
         from .training import train
 
@@ -163,9 +146,32 @@ class Study:
         train(c.model, c.dataset, epochs=t.epochs, out=self.run_dir, optimizer=t.optimizer,
               lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
               label_smoothing=t.label_smoothing, batch_size=t.batch_size,
-              eval_batch_size=c.eval_batch_size, train_size=t.train_size,
-              test_size=c.test_size, seed=c.seed, device=c.device, data_dir=c.data_dir,
-              overwrite=True, progress=True, num_threads=c.threads)
+              eval_batch_size=c.eval_batch_size, train_size=t.train_size, test_size=None,
+              seed=c.seed, device=c.device, data_dir=c.data_dir, overwrite=True, progress=True,
+              num_threads=c.threads)
+
+    def _adopt_checkpoint(self, src: Path) -> None:
+        """Check that ``src`` fits the model, evaluate it, then copy it in as ``model.pt``."""
+        from .checkpoints import load_into, load_state_dict
+        from .models import resolve_model
+        from .provenance import file_sha256, package_versions
+        from .training import evaluate
+
+        if not src.is_file():
+            raise InputError(f"checkpoint {str(src)!r} (config key 'checkpoint') does not exist")
+        c = self.config
+        state = load_state_dict(src)
+        info = self.loaders()[2]
+        model = resolve_model(c.model, info.in_channels, info.num_classes)
+        load_into(model, state)
+        accuracy, loss = evaluate(model.eval(), self.loaders()[1], c.device)
+        with atomic_path(self.run_dir / "model.pt") as tmp:
+            torch.save(state, tmp)
+        write_json({"model": c.model, "dataset": c.dataset, "in_channels": info.in_channels,
+                    "num_classes": info.num_classes, "checkpoint": str(src),
+                    "checkpoint_sha256": file_sha256(src), "test_accuracy": accuracy,
+                    "test_loss": loss, "test_size": c.test_size,
+                    "package_versions": package_versions()}, self.run_dir / "run.json")
 
     def stage_spectra(self, force: bool) -> None:
         from .kernels import extract_kernels

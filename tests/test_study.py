@@ -125,3 +125,19 @@ def test_notebooks_run_top_to_bottom_on_the_quick_config(quick, notebook, monkey
         "notebooks are committed without outputs"
     NotebookClient(nb, timeout=300, kernel_name="python3",
                    resources={"metadata": {"path": str(ROOT)}}).execute()
+
+
+def test_a_given_checkpoint_is_adopted_after_it_is_checked(quick, tmp_path):
+    tmp, _, _ = quick
+    trained = tmp / "runs" / "quick" / "model.pt"
+    ca.run_study(_config(tmp_path, name="adopt", checkpoint=str(trained)), only=["train"])
+    run = tmp_path / "runs" / "adopt"
+    assert (run / "model.pt").read_bytes() != b"" and (run / "run.json").is_file()
+    import torch
+    from torch import nn
+
+    torch.save(nn.Linear(3, 2).state_dict(), tmp_path / "other.pt")
+    with pytest.raises(ca.InputError, match="missing"):
+        ca.run_study(_config(tmp_path, name="misfit", checkpoint=str(tmp_path / "other.pt")),
+                     only=["train"])
+    assert not (tmp_path / "runs" / "misfit" / "model.pt").exists()
