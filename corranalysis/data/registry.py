@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -9,11 +10,23 @@ from ..errors import InputError
 
 @dataclass(frozen=True)
 class RemoteFile:
-    """One official file: its name, where it is published, and its pinned SHA-256."""
+    """One official file: its name, where it is published, and its pinned SHA-256 sums.
+
+    ``sha256`` is the digest of the file as published (what a download must match);
+    ``raw_sha256`` that of its gunzipped content (``""`` when not gzipped), which also
+    identifies a re-compressed copy such as Debian's (its ``.gz`` bytes differ).
+    ``mirrors`` are tried in order after ``url``.
+    """
 
     name: str
     url: str
     sha256: str
+    raw_sha256: str = ""
+    mirrors: tuple[str, ...] = ()
+
+    @property
+    def urls(self) -> tuple[str, ...]:
+        return (self.url, *self.mirrors)
 
 
 @dataclass(frozen=True)
@@ -34,58 +47,108 @@ class DatasetInfo:
 
 
 _FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
-_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"
+_MNIST = "https://ossci-datasets.s3.amazonaws.com/mnist/"  # torchvision's mirror
+_MNIST_MIRRORS = ("https://storage.googleapis.com/cvdf-datasets/mnist/",)
 _CIFAR = "https://www.cs.toronto.edu/~kriz/"
 
-
-def _idx_files(base: str, sums: tuple[str, str, str, str]) -> tuple[RemoteFile, ...]:
-    names = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-             "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
-    return tuple(RemoteFile(n, base + n, s) for n, s in zip(names, sums, strict=True))
+IDX_NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
+             "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 
 
-DATASETS: dict[str, DatasetInfo] = {
+def _idx_files(base: str, sums: tuple[tuple[str, str], ...],
+               mirrors: tuple[str, ...] = ()) -> tuple[RemoteFile, ...]:
+    """The four ``.gz`` files at ``base``; ``sums``: (gz, raw) SHA-256 in IDX_NAMES order."""
+    return tuple(
+        RemoteFile(n + ".gz", base + n + ".gz", gz, raw, tuple(m + n + ".gz" for m in mirrors))
+        for n, (gz, raw) in zip(IDX_NAMES, sums, strict=True)
+    )
+
+
+def _norm(name: object) -> str:
+    """``"Fashion_MNIST"``, ``"fashion-mnist"``, ``"FashionMNIST"`` → ``"fashionmnist"``."""
+    return re.sub(r"[\s_\-]", "", str(name).lower())
+
+
+_ALIASES = {"fmnist": "fashion-mnist"}
+
+
+class _Registry(dict):
+    """A dict of data sets whose lookups (``in``, ``[]``, ``get``) forgive case and ``-``/``_``.
+
+    Iteration, ``keys()`` and ``repr`` show the canonical names only.
+    """
+
+    def canonical(self, name: object) -> str | None:
+        norm = _norm(name)
+        norm = _norm(_ALIASES.get(norm, norm))
+        return next((k for k in dict.keys(self) if _norm(k) == norm), None)
+
+    def __missing__(self, key: object) -> DatasetInfo:
+        canonical = self.canonical(key)
+        if canonical is None:
+            raise KeyError(key)
+        return dict.__getitem__(self, canonical)
+
+    def __contains__(self, key: object) -> bool:
+        return dict.__contains__(self, key) or self.canonical(key) is not None
+
+    def get(self, key, default=None):  # type: ignore[override]
+        return self[key] if key in self else default
+
+
+DATASETS: dict[str, DatasetInfo] = _Registry({
     "fashion-mnist": DatasetInfo(
         "fashion-mnist", 1, 28, 10, (0.2860,), (0.3530,), "idx", 60000, 10000,
+        # .gz sums: the files on the official S3 site (MD5s 8d4fb7e6…, 25c81989…, bef4ecab…,
+        # bb300cfd… as in the upstream README). Raw sums: computed here from Debian's
+        # dataset-fashion-mnist, whose .gz files are re-compressed (other bytes, same content;
+        # the raw MD5s f4a8712d…, 9018921c…, 8181f547…, 15d48437… match torchvision's).
         _idx_files(_FASHION, (
-            "3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
-            "a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
-            "346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
-            "67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5")),
+            ("3aede38d61863908ad78613f6a32ed271626dd12800ba2636569512369268a84",
+             "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+            ("a04f17134ac03560a47e3764e11b92fc97de4d1bfaf8ba1a3aa29af54cc90845",
+             "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+            ("346e55b948d973a97e58d2351dde16a484bd415d4595297633bb08f03db6a073",
+             "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+            ("67da17c76eaffca5446c3361aaab5c3cd6d1c2608764d35dfb1850b086bf8dd5",
+             "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"))),
         debian_dir="/usr/share/datasets/fashion-mnist"),
     "mnist": DatasetInfo(
         "mnist", 1, 28, 10, (0.1307,), (0.3081,), "idx", 60000, 10000,
+        # The published SHA-256 sums of LeCun's files (identical on both mirrors).
         _idx_files(_MNIST, (
-            "440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-            "3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-            "8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-            "f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6"))),
+            ("440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+             "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+            ("3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+             "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+            ("8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+             "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+            ("f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+             "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2")),
+            _MNIST_MIRRORS)),
     "cifar10": DatasetInfo(
         "cifar10", 3, 32, 10, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616), "cifar10",
         50000, 10000,
+        # SHA-256 as published with Keras/TFDS (MD5 c58f30108f718f92721af3b95e74349a).
         (RemoteFile("cifar-10-python.tar.gz", _CIFAR + "cifar-10-python.tar.gz",
                     "6d958be074577803d12ecdefd02955f39262c83c16fe9348329d7fe0b5c001ce"),)),
     "cifar100": DatasetInfo(
         "cifar100", 3, 32, 100, (0.5071, 0.4865, 0.4409), (0.2673, 0.2564, 0.2762), "cifar100",
         50000, 10000,
+        # SHA-256 as published with Keras/TFDS (MD5 eb9058c3a382ffc7106e4002c42a8d85).
         (RemoteFile("cifar-100-python.tar.gz", _CIFAR + "cifar-100-python.tar.gz",
                     "85cd44d02ba6437773c5bbd22e183051d648de2e7d6b014e1ef29b855ba677a7"),)),
-}
-
-_ALIASES = {"fashionmnist": "fashion-mnist", "fashion_mnist": "fashion-mnist", "fmnist":
-            "fashion-mnist", "cifar-10": "cifar10", "cifar_10": "cifar10",
-            "cifar-100": "cifar100", "cifar_100": "cifar100"}
+})
 
 
 def resolve_name(name: str) -> str:
-    """The canonical name of data set ``name`` (case and ``-``/``_`` forgiving)."""
-    key = str(name).strip().lower()
-    key = _ALIASES.get(key, key)
-    if key not in DATASETS:
+    """The canonical name of data set ``name`` (forgiving case, ``-``/``_``, ``cifar-10``)."""
+    canonical = _Registry.canonical(DATASETS, name)  # type: ignore[arg-type]
+    if canonical is None:
         raise InputError(f"data set {name!r} is unknown; valid: {', '.join(DATASETS)}")
-    return key
+    return canonical
 
 
 def get_info(name: str) -> DatasetInfo:
     """The :class:`DatasetInfo` of data set ``name``."""
-    return DATASETS[resolve_name(name)]
+    return dict.__getitem__(DATASETS, resolve_name(name))
