@@ -106,8 +106,8 @@ def _cut_legend(fig: Figure, palette: Mapping[str, dict], cuts: Sequence[str],
 
 def _grid(n: int, width: float, row_height: float = 1.9,
           sharey: bool = False) -> tuple[Figure, list[Axes]]:
-    """``n`` panels in rows of up to 4 (2 below 5 in width); the unused panels removed."""
-    ncols = max(1, min(n, 2 if width < 5 else 4))
+    """``n`` panels in rows of up to 3 (2 below 5 in width); the unused panels removed."""
+    ncols = max(1, min(n, 2 if width < 5 else 3))
     nrows = max(1, math.ceil(n / ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(width, row_height * nrows + 0.3),
                              squeeze=False, sharey=sharey, layout="constrained")
@@ -129,7 +129,7 @@ def _layer_title(ds: xr.Dataset, name: str) -> str:
     for coord in ("kind", "shape"):
         if coord in ds.coords and "layer" in ds[coord].dims:
             extra.append(str(ds[coord].sel(layer=name).values))
-    return f"layer {name}" + (f" ({' '.join(extra)})" if extra else "")
+    return f"layer {name}" + (f"\n{' '.join(extra)}" if extra else "")
 
 
 def _empty(ax: Axes, text: str) -> None:
@@ -209,7 +209,7 @@ def spectra_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
         _log_axis(ax, "y")
         ax.set_title(_layer_title(spectra, name))
         ax.set_xlabel("index k")
-        ax.set_ylabel("singular value $s_k$ (weight units)")
+        ax.set_ylabel("singular value $s_k$ (weight u.)")
     _cut_legend(fig, pal, list(dict.fromkeys(shown)))
     return fig
 
@@ -232,6 +232,7 @@ def entropy_heatmap(spectra: xr.Dataset, layers: Sequence[str] | None = None,
     ax.grid(False)
     ax.set_xlabel("cut")
     ax.set_ylabel("layer")
+    ax.tick_params(axis="y", rotation=0)
     ax.tick_params(axis="x", rotation=35)
     plt.setp(ax.get_xticklabels(), ha="right", rotation_mode="anchor")
     return fig
@@ -263,7 +264,7 @@ def norm_loss_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
         ax.set_xlim(0, 1.02)
         ax.set_title(_layer_title(spectra, name))
         ax.set_xlabel("kept fraction χ/χ$_{max}$")
-        ax.set_ylabel("norm loss (fraction of ‖W‖²)")
+        ax.set_ylabel("norm loss (of ‖W‖²)")
     _cut_legend(fig, pal, list(dict.fromkeys(shown)))
     return fig
 
@@ -442,7 +443,9 @@ def tolerance_figure(linkage: xr.Dataset, palette: Mapping[str, dict] | None = N
         a.axvspan(i - 0.5, i + 0.5, color="0.93", zorder=0, lw=0)
     a.set_xlim(-0.5, len(names) - 0.5)
     a.grid(axis="x", visible=False)
-    a.set_xticks(np.arange(len(names)), names, rotation=45 if len(names) > 6 else 0)
+    crowded = sum(len(n) for n in names) > 24
+    a.set_xticks(np.arange(len(names)), names, rotation=35 if crowded else 0,
+                 ha="right" if crowded else "center", rotation_mode="anchor")
     a.set_xlabel("layer (forward order)")
     a.set_ylabel(f"tolerated norm loss (drop ≤ {delta:g} pt)")
     a.set_title("(a) tolerated norm loss")
@@ -571,6 +574,7 @@ def training_figure(metrics: xr.Dataset, width: float = ONE_COLUMN) -> Figure:
                     color=colors[i + 1], label=var.split("_")[0])
     ax.set_xlabel("epoch")
     ax.set_ylabel("accuracy (%)")
+    ax.set_xlim(0.5, max(float(metrics["epoch"].max()), 1.0) + 0.5)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(loc="lower right")
     ax.set_title("training")

@@ -206,6 +206,11 @@ def _within(rows: xr.Dataset, base: float, delta: float) -> tuple[float, float]:
     return ok, float(acc.min()) if acc.size else float("nan")
 
 
+_MEASURE_NAMES = {"renyi2": "Rényi-2 entropy", "entropy": "von Neumann entropy",
+                  "effective_rank_ratio": "effective rank / χ_max",
+                  "spectral_norm_loss_at_frac": "spectral norm loss at the fixed frac"}
+
+
 def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
     """Short statements of what the numbers show (no interpretation beyond them)."""
     out: list[str] = []
@@ -249,8 +254,9 @@ def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
             measure = str(lk["measure"].values[i])
             n = int(lk["n_pairs"].sel(target=target).values[i]) if "n_pairs" in lk else 0
             sig = "significant" if p[i] < 0.05 else "not significant"
+            label = _MEASURE_NAMES.get(measure, measure.replace("_", " "))
             out.append(f"Strongest rank correlation with {target.replace('_', ' ')}: "
-                       f"{measure.replace('_', ' ')} (Spearman ρ = {r[i]:+.2f}, p = {p[i]:.2g}, "
+                       f"{label} (Spearman ρ = {r[i]:+.2f}, p = {p[i]:.2g}, "
                        f"{n} layer–cut pairs; {sig} at p < 0.05).")
     if sw is not None:
         layer, cuts = np.asarray(sw["layer"].values), np.asarray(sw["cuts"].values)
@@ -415,7 +421,8 @@ def provenance_rows(run: Run) -> list[tuple[str, str]]:
                                  *(d.attrs.get("git_commit") for d in ds.values()))),
         ("data checksum", _distinct(rec.get("dataset_checksum"))),
         ("checkpoint", _distinct(rec.get("checkpoint"))),
-        ("checkpoint SHA-256", _distinct(rec.get("checkpoint_sha256"), rec.get("model_sha256"))),
+        ("checkpoint SHA-256", _distinct(rec.get("checkpoint_sha256"))),
+        ("model.pt SHA-256", _distinct(rec.get("model_sha256"))),
         ("devices", _distinct(rec.get("device"), *(d.attrs.get("device") for d in ds.values()))),
         ("seeds", _distinct(*[s for s in seeds if not str(s).startswith("none")])),
         ("training wall time", f"{float(rec['wall_seconds']):.1f} s"

@@ -84,7 +84,7 @@ def test_central_figure_shows_each_layer_and_cut(datasets):
 
 def test_layer_subset_and_one_column_width(datasets):
     fig = F.spectra_figure(datasets["spectra"], layers=["3"], width=F.ONE_COLUMN)
-    assert [ax.get_title() for ax in fig.axes] == ["layer 3 (conv2d 8x6x3x3)"]
+    assert [ax.get_title() for ax in fig.axes] == ["layer 3\nconv2d 8x6x3x3"]
     assert fig.get_figwidth() == F.ONE_COLUMN
     plt.close(fig)
 
