@@ -168,13 +168,24 @@ def _curve(rows: xr.Dataset, x: str) -> tuple[np.ndarray, np.ndarray]:
     return keys, np.array([acc[xs == k].mean() for k in keys])
 
 
+def _nl_label(width: float, what: str = "") -> str:
+    """The norm-loss axis label; short in one-column figures."""
+    return f"norm loss{what} (fraction of ‖W‖²)" if width >= 5 else f"norm loss{what}"
+
+
 def _log_axis(ax: Axes, axis: str = "x") -> None:
-    """Log scale with labelled decades only (no crowded minor labels)."""
-    from matplotlib.ticker import LogLocator, NullFormatter
+    """Log scale with labelled decades only (1, 2, 5 × 10^n when the data span less than a
+    decade); call after plotting."""
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_locator(LogLocator(base=10, numticks=6))
+    lo, hi = ax.dataLim.intervalx if axis == "x" else ax.dataLim.intervaly
+    if 0 < lo < hi < 15 * lo:  # less than about a decade: label 1, 2, 5 × 10^n
+        target.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+        target.set_major_formatter(FormatStrFormatter("%g"))
+    else:
+        target.set_major_locator(LogLocator(base=10, numticks=6))
     target.set_minor_formatter(NullFormatter())
 
 
@@ -303,7 +314,7 @@ def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None
         _baseline(ax, base, delta)
         _log_axis(ax, "x")
         ax.set_title(f"layer {name}")
-        ax.set_xlabel("norm loss (fraction of ‖W‖²)")
+        ax.set_xlabel(_nl_label(width))
         ax.set_ylabel("test accuracy (%)")
     _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
     return fig
@@ -370,7 +381,9 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
     all_layers = sweep.isel(trial=np.nonzero(layer == "all")[0])
     cuts = list(dict.fromkeys(str(c) for c in all_layers["cuts"].values))
     pal = _palette(palette, cuts)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(width, 2.8 if width > 5 else 2.2),
+    narrow = width < 5
+    fig, (left, right) = plt.subplots(2 if narrow else 1, 1 if narrow else 2,
+                                      figsize=(width, 5.0 if narrow else 2.8),
                                       sharey=True, layout="constrained")
     if all_cuts.sizes["trial"]:
         names = list(dict.fromkeys(str(n) for n in all_cuts["layer"].values))
@@ -379,7 +392,8 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
             rows = all_cuts.isel(trial=np.nonzero(all_cuts["layer"].values == name)[0])
             x, y = _curve(rows, "norm_loss")
             left.plot(_log_floor(x), y, color=colors[name], marker="o", label=f"layer {name}")
-        left.legend(title="all cuts of", loc="lower left", ncol=1 + len(names) // 8)
+        left.legend(title="all cuts of", loc="lower left", ncol=1 + len(names) // 8,
+                    fontsize=6 if narrow else None)
         _baseline(left, base, delta)
         _log_axis(left, "x")
     else:
@@ -392,17 +406,17 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
             st = pal[cut]
             right.plot(_log_floor(x), y, color=st["color"], ls=st["ls"], marker=st["marker"],
                        label=cut)
-        right.legend(title="cut, in all layers", loc="lower left", ncol=1 + len(cuts) // 8)
+        right.legend(title="cut, in all layers", loc="lower left", ncol=1 + len(cuts) // 8,
+                     fontsize=6 if narrow else None)
         _baseline(right, base, delta)
         _log_axis(right, "x")
     else:
         _empty(right, "no all-layers trials in the sweep")
     right.set_title("one cut in all layers at once")
-    for ax in (left, right):
-        ax.set_xlabel("norm loss (mean over layers, fraction of ‖W‖²)")
+    left.set_xlabel(_nl_label(width, " of the layer"))
+    right.set_xlabel(_nl_label(width, ", mean over layers"))
     left.set_ylabel("test accuracy (%)")
     right.set_ylabel("test accuracy (%)")
-    left.set_xlabel("norm loss of the layer (fraction of ‖W‖²)")
     return fig
 
 

@@ -111,3 +111,11 @@ def test_entropy_heatmap_blanks_missing_cuts(datasets):
     values = np.ma.getmaskarray(mesh.get_array())
     assert values.sum() == int((~np.isfinite(spectra["entropy"].values)).sum())
     plt.close(fig)
+
+
+def test_one_column_versions_of_every_figure(datasets):
+    for stem, draw in F.figure_makers(datasets, width=F.ONE_COLUMN).items():
+        fig = draw()
+        assert fig.get_figwidth() == F.ONE_COLUMN, stem
+        fig.canvas.draw()  # lays out without error at the narrow width
+        plt.close(fig)
