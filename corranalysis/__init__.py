@@ -22,6 +22,7 @@ from .legs import fine_grain, natural_legs
 from .linkage import link
 from .pipeline import run_study
 from .recovery import auto_plan, retrain
+from .report import build_figures, build_report
 from .spectra import bond_spectra, compute_spectra, kernel_mps, kernel_tensor
 from .sweeps import build_trials, sweep
 from .truncation import KeepSpec, Plan, apply_plan, resolve_plan, truncate, truncated
@@ -34,6 +35,8 @@ __all__ = [
     "Plan",
     "apply_plan",
     "auto_plan",
+    "build_figures",
+    "build_report",
     "build_trials",
     "resolve_plan",
     "retrain",
