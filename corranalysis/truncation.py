@@ -32,6 +32,7 @@ from torch import nn
 from .cuts import Cut, matricize, parse_cut, unmatricize
 from .errors import InputError
 from .legs import LegLayout, LegsSpec, fine_grain, natural_legs
+from .spectra import norm_loss_curve
 
 KeepKind = Literal["chi", "frac", "loss"]
 KEEP_KINDS: tuple[str, ...] = ("chi", "frac", "loss")
@@ -108,16 +109,6 @@ class KeepSpec:
 
 
 KeepLike = KeepSpec | str | Mapping[str, float]
-
-
-def norm_loss_curve(s: np.ndarray) -> np.ndarray:
-    """Norm loss when keeping χ = 1..len(s) singular values: Σ_{k>χ} s_k² / Σ s² (float64)."""
-    s2 = np.asarray(s, dtype=np.float64) ** 2
-    total = s2.sum()
-    if total == 0:
-        return np.zeros(len(s2))
-    tail = np.concatenate([np.cumsum(s2[::-1])[::-1][1:], [0.0]])
-    return tail / total
 
 
 @dataclass(frozen=True)
