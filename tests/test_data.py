@@ -361,7 +361,17 @@ def test_only_the_cifar_training_loader_augments(tmp_path):
     assert torch.equal(x1, torch.cat([x for x, _ in train]))
     plain, _, _ = make_loaders("cifar10", batch_size=16, data_dir=tmp_path, augment=False)
     assert not plain.augment and not torch.equal(x1, torch.cat([x for x, _ in plain]))
-    assert train.dataset[0][0].shape == (3, 32, 32)
+
+
+def test_an_image_dataset_also_works_with_a_standard_dataloader(tmp_path):
+    write_cifar_tar(tmp_path / "cifar-10-python.tar.gz", cifar_batches(n=3))
+    train = load_dataset("cifar10", "train", data_dir=tmp_path)
+    x, y = next(iter(torch.utils.data.DataLoader(train, batch_size=5)))
+    assert x.shape == (5, 3, 32, 32) and x.dtype == torch.float32 and y.dtype == torch.int64
+    test = load_dataset("cifar10", "test", data_dir=tmp_path)
+    torch.testing.assert_close(test[-1][0], test.normalise(test.images[-1:])[0])
+    with pytest.raises(IndexError):
+        test[3]
 
 
 def test_names_are_forgiving_and_unknown_ones_list_the_valid():

@@ -12,6 +12,7 @@ import hashlib
 import io
 import pickle
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -103,20 +104,27 @@ def read_members(path: Path, dataset: str, names: list[str]) -> list[tuple[str, 
                 raise InputError(f"CIFAR folder {str(base)!r} lacks batch {name!r}")
             out.append((name, str(f), f.read_bytes()))
         return out
+    wanted = {f"{folder}/{name}": name for name in names}
+    found: dict[str, bytes] = {}
     try:
-        with tarfile.open(path, "r:*") as tar:
-            for name in names:
-                try:
-                    member = tar.getmember(f"{folder}/{name}")
-                except KeyError:
-                    raise InputError(f"CIFAR archive {str(path)!r} lacks {folder}/{name}; "
-                                     f"expected the official {ARCHIVES[dataset]}") from None
+        with tarfile.open(path, "r:*") as tar:  # one forward pass: no seeking back in gzip
+            for member in tar:
+                name = wanted.get(member.name.removeprefix("./"))
+                if name is None:
+                    continue
                 fh = tar.extractfile(member)
                 if fh is None:
-                    raise InputError(f"CIFAR archive {str(path)!r}: {folder}/{name} is not a file")
-                out.append((name, f"{path}:{folder}/{name}", fh.read()))
-    except (tarfile.TarError, OSError, EOFError) as exc:
+                    raise InputError(f"CIFAR archive {str(path)!r}: {member.name} is not a file")
+                found[name] = fh.read()
+                if len(found) == len(wanted):
+                    break
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
         raise InputError(f"CIFAR archive {str(path)!r} is corrupted or truncated: {exc}") from exc
+    for name in names:
+        if name not in found:
+            raise InputError(f"CIFAR archive {str(path)!r} lacks {folder}/{name}; "
+                             f"expected the official {ARCHIVES[dataset]}")
+        out.append((name, f"{path}:{folder}/{name}", found[name]))
     return out
 
 

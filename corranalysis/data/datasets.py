@@ -58,6 +58,8 @@ class ImageDataset(Dataset):
         self.augment, self.split = augment, split
         self.mean = torch.tensor(info.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, dtype=torch.float32).view(1, -1, 1, 1)
+        self._scale = 1.0 / (255.0 * self.std)  # (x / 255 − mean) / std = x · scale + shift
+        self._shift = -self.mean / self.std
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
@@ -68,8 +70,8 @@ class ImageDataset(Dataset):
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 ``(B, C, H, W)`` in 0..255 → float32 ``(x / 255 − mean) / std``."""
-        mean, std = self.mean.to(images.device), self.std.to(images.device)
-        return images.float().div_(255.0).sub_(mean).div_(std)
+        scale, shift = self._scale.to(images.device), self._shift.to(images.device)
+        return images.float().mul_(scale).add_(shift)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = self.images[i: i + 1] if i >= 0 else self.images[i:][:1]

@@ -28,6 +28,9 @@ def search_path(info: DatasetInfo, data_dir: str | os.PathLike | None = None
         if not path.exists():
             raise InputError(f"{label} {str(path)!r} does not exist; give a folder holding "
                              f"the {info.name} files (or leave it out to search elsewhere)")
+        if path.is_file() and info.format == "idx":
+            raise InputError(f"{label} {str(path)!r} is a file; give the folder holding the "
+                             f"four {info.name} IDX files")
     if info.debian_dir and Path(info.debian_dir).is_dir():
         out.append(("Debian package", Path(info.debian_dir)))
     out.append(("cache", cache_dir() / info.name))
