@@ -159,6 +159,9 @@ def test_adtn_fit_reduces_error() -> None:
     with torch.no_grad():
         start = float((a.generate()[:256] * target.norm() / 16 - target).norm() / target.norm())
     assert a.fit(target, steps=60, lr=0.05) < min(start, 0.9)
+    b = ADTN(256, 2, seed=3)
+    assert b.fit(target, steps=0) <= 1.0  # least-squares scale alone
+    assert b.fit(target, steps=3, lr=10.0) <= b.fit(target, steps=0) + 1e-6  # best iterate kept
 
 
 def test_shared_adtn_and_rebuild_once_per_step(tiny: nn.Module, x: torch.Tensor) -> None:

@@ -184,20 +184,35 @@ class ADTN(nn.Module):
 
     # -- fit ----------------------------------------------------------------------------
     def fit(self, target: torch.Tensor, steps: int = 200, lr: float = 0.02) -> float:
-        """Fit the generated weights to ``target (N,)`` with Adam; returns the relative error."""
+        """Fit the generated weights to ``target (N,)`` with Adam; returns the relative error.
+
+        Starts from the least-squares scale for the initial gates (error ≤ 1) and keeps the
+        best iterate, so the returned error never exceeds the starting one.
+        """
         target = target.detach().reshape(-1).to(self.gates.dtype).to(self.gates.device)
         tnorm = target.norm().clamp_min(1e-30)
         with torch.no_grad():
-            self.scale.fill_(float(target.pow(2).mean().sqrt()))
+            self.scale.fill_(1.0)
+            g = self.generate()[: self.n_weights]
+            self.scale.fill_(float((g @ target) / (g @ g).clamp_min(1e-30)))
+            best = float((self.scale * g - target).norm() / tnorm)
+        best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
         opt = torch.optim.Adam(self.parameters(), lr=lr)
         for _ in range(steps):
             opt.zero_grad(set_to_none=True)
             loss = (self.generate()[: self.n_weights] - target).norm() / tnorm
             loss.backward()
+            if float(loss) < best:  # the loss of the parameters before this step
+                best = float(loss)
+                best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
             opt.step()
         self.invalidate()
         with torch.no_grad():
             err = float((self.generate()[: self.n_weights] - target).norm() / tnorm)
+            if err > best:
+                self.load_state_dict(best_state)
+                err = best
+        self.invalidate()
         return err
 
     def extra_repr(self) -> str:

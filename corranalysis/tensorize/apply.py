@@ -57,12 +57,7 @@ def _adtn_layers(
     err = float("nan")
     if init:
         target = torch.cat([p.module.weight.detach().reshape(-1) for p in members])
-        if s["fit_steps"] > 0:
-            err = gen.fit(target, s["fit_steps"], s["fit_lr"])
-        else:
-            with torch.no_grad():
-                gen.scale.fill_(float(target.pow(2).mean().sqrt()))
-                err = float((gen.generate()[: target.numel()] - target).norm() / target.norm())
+        err = gen.fit(target, s["fit_steps"], s["fit_lr"])  # 0 steps: least-squares scale
     layers: list[nn.Module] = []
     for p in members:
         m = p.module
