@@ -202,8 +202,8 @@ class ADTN(nn.Module):
             opt.zero_grad(set_to_none=True)
             loss = (self.generate()[: self.n_weights] - target).norm() / tnorm
             loss.backward()
-            if float(loss) < best:  # the loss of the parameters before this step
-                best = float(loss)
+            if loss.item() < best:  # the loss of the parameters before this step
+                best = loss.item()
                 best_state = {k: v.detach().clone() for k, v in self.state_dict().items()}
             opt.step()
         self.invalidate()
