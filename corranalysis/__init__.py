@@ -12,6 +12,7 @@ truncate along cuts and link what is lost to accuracy.
 
 from __future__ import annotations
 
+from . import data, models, tensorize
 from .config import load_config
 from .cuts import Cut, all_cuts, contiguous_cuts, parse_cut, select_cuts
 from .errors import InputError
@@ -35,6 +36,9 @@ __all__ = [
     "Plan",
     "apply_plan",
     "auto_plan",
+    "data",
+    "models",
+    "tensorize",
     "build_figures",
     "build_report",
     "build_trials",
