@@ -10,10 +10,10 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from .errors import InputError
+from .io import read_yaml
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -154,11 +154,5 @@ def parse_config(data: dict[str, Any], path: str = "<config>") -> StudyConfig:
 
 def load_config(path: str | os.PathLike) -> StudyConfig:
     """Read and validate a study configuration YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"configuration {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"configuration {str(path)!r} is not valid YAML: {exc}") from None
+    data = read_yaml(path, "configuration")
     return parse_config(data or {}, str(path))

@@ -97,6 +97,19 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
         raise InputError(f"netCDF file {str(path)!r} cannot be read: {exc}") from exc
 
 
+def read_yaml(path: str | os.PathLike, what: str) -> object:
+    """The parsed content of YAML file ``path``; ``what`` names it in errors ("configuration")."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(f"{what} {str(path)!r} does not exist")
+    try:
+        return yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise InputError(f"{what} {str(path)!r} is not valid YAML: {exc}") from None
+
+
 def write_json(obj: object, path: str | os.PathLike) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
     with atomic_path(path) as tmp:

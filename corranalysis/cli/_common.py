@@ -10,6 +10,14 @@ from torch import nn
 from ..errors import InputError
 
 
+def cut_labels(items: list[str]) -> str | list[str]:
+    """``--cuts`` values (repeatable, or ';'-separated) as ``"all"``/``"contiguous"`` or labels."""
+    labels = [c.strip() for item in items for c in item.split(";") if c.strip()]
+    if len(labels) == 1 and labels[0] in ("all", "contiguous"):
+        return labels[0]
+    return labels or "all"
+
+
 def checkpoint_dims(state_dict: dict) -> tuple[int, int]:
     """(in_channels, num_classes) read off a state_dict: first kernel's ``in``, last's ``out``."""
     kernels = [v for k, v in state_dict.items() if k.endswith("weight") and v.ndim >= 2]

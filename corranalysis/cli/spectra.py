@@ -12,14 +12,7 @@ from ..errors import InputError
 from ..io import check_output_path, write_netcdf
 from ..kernels import extract_kernels
 from ._app import app, console
-from ._common import model_for_checkpoint
-
-
-def _cut_list(cuts: list[str]) -> str | list[str]:
-    labels = [c.strip() for item in cuts for c in item.split(";") if c.strip()]
-    if len(labels) == 1 and labels[0] in ("all", "contiguous"):
-        return labels[0]
-    return labels or "all"
+from ._common import cut_labels, model_for_checkpoint
 
 
 def summary_table(spectra) -> Table:
@@ -61,7 +54,7 @@ def spectra(
         raise InputError(f"source {str(source)!r} does not exist")
     module = model_for_checkpoint(model, source) if model else None
     kernels = extract_kernels(source, model=module, layers=layers, kinds=kinds)
-    ds = compute_spectra(kernels, legs=legs, cuts=_cut_list(cuts), device=device,
+    ds = compute_spectra(kernels, legs=legs, cuts=cut_labels(cuts), device=device,
                          method=method, progress=True)
     write_netcdf(ds, out)
     console.print(summary_table(ds))

@@ -10,13 +10,7 @@ from rich.table import Table
 from ..errors import InputError
 from ..io import check_output_path
 from ._app import app, console
-
-
-def _labels(items: list[str]) -> str | list[str]:
-    labels = [c.strip() for item in items for c in item.split(";") if c.strip()]
-    if len(labels) == 1 and labels[0] in ("all", "contiguous"):
-        return labels[0]
-    return labels or "all"
+from ._common import cut_labels
 
 
 def summary_table(ds) -> Table:
@@ -76,7 +70,7 @@ def sweep_cmd(
     net, data = source.load()
     config = {"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
               "test_size": test_size, "batch_size": batch_size, "seed": seed}
-    sweep(net, data, layers=layers, cuts=_labels(cuts), keeps=keeps, device=dev, plans=plans,
+    sweep(net, data, layers=layers, cuts=cut_labels(cuts), keeps=keeps, device=dev, plans=plans,
           kinds=kinds, legs=legs, out=out, resume=resume, workers=workers, scheduler=scheduler,
           method=method, progress=progress,
           source=source if (workers or scheduler) else None, config=config)

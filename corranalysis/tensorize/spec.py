@@ -12,12 +12,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..errors import InputError
+from ..io import read_yaml
 
 METHODS = ("mpo", "tucker", "cp", "adtn")
 APPLIES_TO = {"Linear": ("mpo", "adtn"), "Conv2d": ("mpo", "tucker", "cp", "adtn")}
@@ -127,13 +125,7 @@ def validate_spec(spec: Any) -> dict[str, dict[str, Any]]:
 
 def load_spec(path: str | os.PathLike) -> dict[str, dict[str, Any]]:
     """Read and validate a SPEC.yaml file."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"spec file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"spec file {str(path)!r} is not valid YAML: {exc}") from exc
+    data = read_yaml(path, "spec file")
     try:
         return validate_spec(data)
     except InputError as exc:
