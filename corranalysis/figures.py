@@ -283,20 +283,15 @@ def norm_loss_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
 # --------------------------------------------------------------------------- sweep
 
 
-@styled
-def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None,
-                          palette: Mapping[str, dict] | None = None, delta: float | None = 1.0,
-                          width: float = TWO_COLUMNS) -> Figure:
-    """Test accuracy against norm loss per layer, one line per cut (single-cut truncations).
-
-    The study's central figure. Dashed: the untruncated baseline; dotted: baseline − δ.
-    Trials with zero norm loss sit on the baseline and are not drawn on the log axis.
-    """
-    single = single_trials(sweep)
+def _accuracy_panels(single: xr.Dataset, x: str, log_x: bool, xlabel: str,
+                     sweep: xr.Dataset, layers: Sequence[str] | None,
+                     palette: Mapping[str, dict] | None, delta: float | None,
+                     width: float) -> Figure:
+    """Test accuracy against ``single[x]``: a panel per layer, a line per cut."""
     cuts = list(dict.fromkeys(str(c) for c in single["cuts"].values))
     pal = _palette(palette, cuts)
-    names = [n for n in dict.fromkeys(str(x) for x in single["layer"].values)
-             if layers is None or n in {str(x) for x in layers}]
+    names = [n for n in dict.fromkeys(str(v) for v in single["layer"].values)
+             if layers is None or n in {str(v) for v in layers}]
     base = float(sweep.attrs["baseline_accuracy"])
     fig, axes = _grid(max(len(names), 1), width, sharey=True)
     if not names:
@@ -307,17 +302,34 @@ def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None
         rows_l = single.isel(trial=np.nonzero(single["layer"].values == name)[0])
         for cut in dict.fromkeys(str(c) for c in rows_l["cuts"].values):
             rows = rows_l.isel(trial=np.nonzero(rows_l["cuts"].values == cut)[0])
-            x, y = _curve(rows, "norm_loss")
+            xs, ys = _curve(rows, x)
             st = pal[cut]
-            ax.plot(_log_floor(x), y, color=st["color"], ls=st["ls"], marker=st["marker"])
+            ax.plot(_log_floor(xs) if log_x else xs, ys, color=st["color"], ls=st["ls"],
+                    marker=st["marker"])
             shown.append(cut)
         _baseline(ax, base, delta)
-        _log_axis(ax, "x")
+        if log_x:
+            _log_axis(ax, "x")
+        else:
+            ax.set_xlim(0, 1.02)
         ax.set_title(f"layer {name}")
-        ax.set_xlabel(_nl_label(width))
+        ax.set_xlabel(xlabel)
         ax.set_ylabel("test accuracy (%)")
     _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
     return fig
+
+
+@styled
+def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None,
+                          palette: Mapping[str, dict] | None = None, delta: float | None = 1.0,
+                          width: float = TWO_COLUMNS) -> Figure:
+    """Test accuracy against norm loss per layer, one line per cut (single-cut truncations).
+
+    The study's central figure. Dashed: the untruncated baseline; dotted: baseline − δ.
+    Trials with zero norm loss sit on the baseline and are not drawn on the log axis.
+    """
+    return _accuracy_panels(single_trials(sweep), "norm_loss", True, _nl_label(width), sweep,
+                            layers, palette, delta, width)
 
 
 def _kept_fraction(rows: xr.Dataset, spectra: xr.Dataset | None) -> np.ndarray:
@@ -343,31 +355,8 @@ def accuracy_vs_kept_fraction(sweep: xr.Dataset, spectra: xr.Dataset | None = No
     """Test accuracy against kept fraction χ/χ_max per layer, one line per cut."""
     single = single_trials(sweep)
     single = single.assign(kept=("trial", _kept_fraction(single, spectra)))
-    cuts = list(dict.fromkeys(str(c) for c in single["cuts"].values))
-    pal = _palette(palette, cuts)
-    names = [n for n in dict.fromkeys(str(x) for x in single["layer"].values)
-             if layers is None or n in {str(x) for x in layers}]
-    base = float(sweep.attrs["baseline_accuracy"])
-    fig, axes = _grid(max(len(names), 1), width, sharey=True)
-    if not names:
-        _empty(axes[0], "no single-layer trials in the sweep")
-        return fig
-    shown: list[str] = []
-    for ax, name in zip(axes, names, strict=True):
-        rows_l = single.isel(trial=np.nonzero(single["layer"].values == name)[0])
-        for cut in dict.fromkeys(str(c) for c in rows_l["cuts"].values):
-            rows = rows_l.isel(trial=np.nonzero(rows_l["cuts"].values == cut)[0])
-            x, y = _curve(rows, "kept")
-            st = pal[cut]
-            ax.plot(x, y, color=st["color"], ls=st["ls"], marker=st["marker"])
-            shown.append(cut)
-        _baseline(ax, base, delta)
-        ax.set_xlim(0, 1.02)
-        ax.set_title(f"layer {name}")
-        ax.set_xlabel("kept fraction χ/χ$_{max}$")
-        ax.set_ylabel("test accuracy (%)")
-    _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
-    return fig
+    return _accuracy_panels(single, "kept", False, "kept fraction χ/χ$_{max}$", sweep, layers,
+                            palette, delta, width)
 
 
 @styled
