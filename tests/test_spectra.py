@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 
 import numpy as np
@@ -202,3 +203,12 @@ def test_explicit_cuts_give_nan_where_they_do_not_fit_and_errors_where_nowhere(s
 def test_a_fine_graining_that_does_not_fit_is_an_error(small_cnn):
     with pytest.raises(InputError, match="multiply to"):
         compute_spectra(extract_kernels(small_cnn), legs={"out": [3, 3]})
+
+
+def test_result_files_get_ordinary_permissions(tmp_path, small_cnn):
+    old = os.umask(0o022)
+    try:
+        save(compute_spectra(extract_kernels(small_cnn)), tmp_path / "s.nc")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "s.nc").stat().st_mode & 0o777 == 0o644  # as open() would make it
