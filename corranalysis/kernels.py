@@ -140,7 +140,7 @@ def _pair(value) -> list:
     return [int(value)]
 
 
-def _check_finite(name: str, weight: np.ndarray) -> None:
+def check_finite(name: str, weight: np.ndarray) -> None:
     if not np.isfinite(weight).all():
         bad = int((~np.isfinite(weight)).sum())
         raise InputError(
@@ -155,7 +155,7 @@ def _node(name: str, weight: np.ndarray, depth: int, attrs: dict) -> xr.Dataset:
             f"array {name!r} has shape {tuple(weight.shape)}: a kernel needs at least 2 dims "
             "(out, in[, spatial...])"
         )
-    _check_finite(name, weight)
+    check_finite(name, weight)
     legs = natural_legs(weight.ndim)
     da = xr.DataArray(weight, dims=legs)
     base = {

@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 from .cuts import Cut, CutsSpec, matricize, select_cuts
 from .devices import resolve_device
 from .errors import InputError
-from .kernels import extract_kernels, kernel_items
+from .kernels import check_finite, extract_kernels, kernel_items
 from .legs import LegLayout, LegsSpec, fine_grain
 from .provenance import provenance
 
@@ -124,8 +124,7 @@ class _Job:
 
     @property
     def dims(self) -> tuple[int, int]:
-        rows = self.layout.size_of(self.cut.left)
-        return rows, self.layout.size_of(self.cut.right) if rows else 0
+        return self.layout.size_of(self.cut.left), self.layout.size_of(self.cut.right)
 
 
 def _svdvals(matrix) -> np.ndarray:
@@ -278,8 +277,7 @@ def compute_spectra(
     all_errors: list[InputError] = []
     for name, ds in items:
         weight = ds["weight"]
-        if not np.isfinite(weight.values).all():
-            raise InputError(f"layer {name!r} has NaN/Inf weights; a kernel must be finite")
+        check_finite(name, weight.values)
         layout = fine_grain(list(weight.dims), weight.shape, legs)
         chosen, errors = _layer_cuts(name, layout, cuts)
         all_errors.extend(errors)
