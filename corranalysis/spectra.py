@@ -9,10 +9,11 @@ Two paths compute the same numbers:
   the smaller side is formed with one matrix product and diagonalised (float64).
   On the CPU the cuts run as parallel tasks with single-threaded LAPACK each; on
   CUDA, Gram matrices of equal size are stacked across cuts and layers into one
-  batched ``eigvalsh``. Squaring costs accuracy for the smallest singular values:
-  those whose error estimate exceeds the tolerance (:func:`_uncertain_tail`) are
-  recomputed on the matrix itself by inverse subspace iteration and Rayleigh–Ritz
-  (:func:`_refine_tail`), with an SVD as the last resort. Tested to agree with the
+  batched ``eigvalsh``. A kernel's smaller Gram matrices come from its larger ones
+  by partial trace where one side contains another (:func:`_plan`). Squaring costs
+  accuracy for the smallest singular values: those whose error estimate exceeds
+  the tolerance (:func:`_uncertain_tail`) are recomputed by Rayleigh–Ritz on the
+  matrix itself (:func:`_ritz_tail`), with an SVD as the last resort. Tested to agree with the
   reference: s within 1e-6 relative (s > 1e-8 s_max), entropies within 1e-9.
 """
 
@@ -23,15 +24,17 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import quimb.tensor as qtn
-import scipy.linalg
 import torch
 import xarray as xr
+from scipy.linalg import lapack
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
+from . import _lapack
 from .cuts import Cut, CutsSpec, matricize, select_cuts
 from .devices import resolve_device
 from .errors import InputError
@@ -44,8 +47,6 @@ from .provenance import provenance
 GRAM_TOLERANCE = 1e-7
 #: largest error bound ρ²/δ of a refined singular value, relative to the value
 RITZ_TOLERANCE = 1e-9
-#: rounds of 4 inverse-iteration steps before the refinement gives up for an SVD
-RITZ_ROUNDS = 6
 #: largest batch of stacked Gram matrices, in float64 elements (~256 MiB)
 MAX_BATCH_ELEMENTS = 32 * 2**20
 METHODS = ("fast", "quimb")
@@ -136,12 +137,6 @@ class _Job:
         return self.layout.size_of(self.cut.left), self.layout.size_of(self.cut.right)
 
 
-def _gram(matrix):
-    """``(A A^T, A)`` with ``A`` the matrix or its transpose, whichever side is smaller."""
-    a = matrix if matrix.shape[0] <= matrix.shape[1] else matrix.T
-    return a @ a.T, a
-
-
 def _uncertain_tail(lam: np.ndarray, d: int) -> int:
     """How many trailing Gram eigenvalues ``lam`` (descending) may miss the tolerance.
 
@@ -158,142 +153,268 @@ def _uncertain_tail(lam: np.ndarray, d: int) -> int:
     return 0 if bad.size == 0 else len(lam) - int(bad[0])
 
 
-def _refine_tail(a: np.ndarray, gram: np.ndarray, lam: np.ndarray, n_tail: int):
+def _tail_width(d: int, n_tail: int) -> int:
+    """Width of the subspace searched for an uncertain tail of ``n_tail`` values
+    (0: too wide to beat an SVD)."""
+    p = min(d, 2 * n_tail + 8)
+    return p if 4 * p <= d else 0
+
+
+def _ritz_tail(a: np.ndarray, x: np.ndarray, lam: np.ndarray, n_tail: int):
     """The ``n_tail`` smallest singular values of ``a`` (d × D), accurate, or None.
 
-    Inverse subspace iteration on the (shifted) Gram matrix finds the subspace of
-    the smallest singular vectors; Rayleigh–Ritz on ``a`` itself — not on its Gram
-    matrix — then gives singular values accurate to about eps·s_max. A Ritz value
+    ``x`` (d × p, orthonormal) spans approximate singular vectors of the smallest
+    values — eigenvectors of the computed Gram matrix, whose eigenvalues ``lam``
+    (descending) lose accuracy there. Rayleigh–Ritz on ``a`` itself, not on its
+    Gram matrix, gives singular values accurate to about eps·s_max. A Ritz value
     σ with residual ρ = ‖a u − σ v‖/√2 lies within ρ²/δ of a singular value, δ
-    being its distance to the other values (and to 0); it is accepted when that
-    bound is below :data:`RITZ_TOLERANCE`·σ. None means "use a full SVD".
+    being its distance to the other Ritz values (and to 0); each is accepted when
+    that bound is below :data:`RITZ_TOLERANCE`·σ and σ² is the Gram eigenvalue it
+    replaces within that eigenvalue's error. None means "use a full SVD".
+    """
+    u, s, wt = np.linalg.svd(a.T @ x, full_matrices=False)
+    rho = np.linalg.norm(a @ u - (x @ wt.T) * s, axis=0) / np.sqrt(2.0)
+    neighbours = np.abs(s[:, None] - np.append(s, 0.0)[None, :])
+    neighbours[np.arange(len(s)), np.arange(len(s))] = np.inf
+    delta = neighbours.min(axis=1)
+    tail, rho, delta = s[-n_tail:], rho[-n_tail:], delta[-n_tail:]
+    scale = np.maximum(tail, 1e-8 * np.sqrt(lam[0]))  # values below 1e-8 s_max: not promised
+    if not (np.all(rho < delta / 2) and np.all(rho**2 / delta <= RITZ_TOLERANCE * scale)):
+        return None
+    gram_error = len(lam) * np.finfo(np.float64).eps * lam[0]
+    mismatch = np.abs(tail**2 - np.clip(lam[-n_tail:], 0.0, None))
+    return tail if np.all(mismatch <= 2 * gram_error + 1e-3 * tail**2) else None
+
+
+def _spectrum_cpu(gram: np.ndarray, side_matrix: Callable[[], np.ndarray]) -> np.ndarray:
+    """Singular values of a cut matrix ``a`` from its Gram matrix ``a aᵀ`` (LAPACK).
+
+    The Gram matrix is reduced to tridiagonal form once: its eigenvalues give the
+    spectrum; where the smallest are uncertain (:func:`_uncertain_tail`), the
+    tridiagonal eigenvectors of the tail, transformed back, feed
+    :func:`_ritz_tail`; a full SVD of ``a`` is the last resort.
     """
     d = gram.shape[0]
-    p = min(d, 2 * n_tail + 8)
-    if 4 * p > d:
-        return None
-    shift = d * np.finfo(np.float64).eps * lam[0]  # above the Gram error: positive definite
-    try:
-        factor = scipy.linalg.cho_factor(gram + shift * np.eye(d), lower=True, check_finite=False)
+    try:  # GIL released: the threads of _spectra_cpu run these at once
+        c, diag, off, tau = _lapack.dsytrd(gram)
+        lam = _lapack.dsterf(diag, off)
     except np.linalg.LinAlgError:
-        return None
-    x = np.random.default_rng(0).standard_normal((d, p))
-    floor = 1e-8 * np.sqrt(lam[0])  # values below it are not promised
-    for _ in range(RITZ_ROUNDS):
-        for _ in range(4):
-            x, _ = np.linalg.qr(scipy.linalg.cho_solve(factor, x, check_finite=False))
-        u, s, wt = np.linalg.svd(a.T @ x, full_matrices=False)  # Ritz values of a on span(x)
-        rho = np.linalg.norm(a @ u - (x @ wt.T) * s, axis=0) / np.sqrt(2.0)
-        neighbours = np.abs(s[:, None] - np.append(s, 0.0)[None, :])
-        neighbours[np.arange(p), np.arange(p)] = np.inf
-        delta = neighbours.min(axis=1)
-        tail, rho, delta = s[-n_tail:], rho[-n_tail:], delta[-n_tail:]
-        scale = np.maximum(tail, floor)
-        if np.all(rho < delta / 2) and np.all(rho**2 / delta <= RITZ_TOLERANCE * scale):
-            # the Ritz values must be the values the Gram eigenvalues approximate
-            gap = np.abs(tail**2 - np.clip(lam[-n_tail:], 0.0, None))
-            return tail if np.all(gap <= 2 * shift + 1e-3 * tail**2) else None
-    return None
+        return np.linalg.svd(side_matrix(), compute_uv=False)
+    lam = lam[::-1].copy()
+    s = np.sqrt(np.clip(lam, 0.0, None))
+    n_tail = _uncertain_tail(lam, d)
+    if n_tail == 0:
+        return s
+    a = side_matrix()
+    p = _tail_width(d, n_tail)
+    if p:
+        m, w, block, split, _ = lapack.dstebz(diag, off, 3, 0.0, 0.0, 1, p, 0.0, "B")
+        z, info = lapack.dstein(diag, off, w[:m], block, split)
+        if m == p and info == 0:
+            # back to the Gram matrix's basis: Q = H(1)…H(d-1), reflectors below c's diagonal
+            x = np.array(z[:, :p], order="F")
+            x[1:], _, info = lapack.dormqr("L", "N", c[1:, :-1], tau, x[1:], lwork=64 * p)
+            tail = _ritz_tail(a, x, lam, n_tail) if info == 0 else None
+            if tail is not None:
+                s[-n_tail:] = tail
+                return s
+    return np.linalg.svd(a, compute_uv=False)
 
 
-def _from_gram(matrix, gram, lam: np.ndarray) -> np.ndarray:
-    """Singular values of ``matrix`` from its Gram eigenvalues ``lam`` (descending).
-
-    Certain values are sqrt(λ); an uncertain tail (:func:`_uncertain_tail`) is
-    recomputed by :func:`_refine_tail`, or the whole spectrum by SVD where that fails.
-    """
+def _spectrum_torch(gram: torch.Tensor, lam: np.ndarray, side_matrix: Callable) -> np.ndarray:
+    """As :func:`_spectrum_cpu` for Gram eigenvalues ``lam`` computed by torch on the
+    device: an uncertain tail takes its subspace from ``torch.linalg.eigh``."""
     s = np.sqrt(np.clip(lam, 0.0, None))
     n_tail = _uncertain_tail(lam, len(lam))
     if n_tail == 0:
         return s
-    if isinstance(matrix, torch.Tensor):  # the refinement runs on the CPU
-        matrix, gram = matrix.cpu().numpy(), gram.cpu().numpy()
-    a = matrix if matrix.shape[0] <= matrix.shape[1] else matrix.T
-    tail = _refine_tail(a, gram, lam, n_tail)
-    if tail is None:
-        return np.linalg.svd(matrix, compute_uv=False)
-    s[-n_tail:] = tail
-    return s
+    a = side_matrix().cpu().numpy()
+    p = _tail_width(len(lam), n_tail)
+    if p:
+        x = torch.linalg.eigh(gram)[1][:, :p].cpu().numpy()  # ascending: the tail first
+        tail = _ritz_tail(a, x, lam, n_tail)
+        if tail is not None:
+            s[-n_tail:] = tail
+            return s
+    return np.linalg.svd(a, compute_uv=False)
 
 
-def _cut_spectrum(matrix: np.ndarray) -> np.ndarray:
-    """Singular values of one matricised kernel (NumPy): Gram eigenvalues, refined tail."""
-    if min(matrix.shape) == 1:
-        return np.array([float(np.linalg.norm(matrix))])
-    gram, _ = _gram(matrix)
-    return _from_gram(matrix, gram, np.linalg.eigvalsh(gram)[::-1])
+@dataclass
+class _CutMatrix:
+    """One distinct matrix of a kernel's cuts (cuts differing by size-1 legs share it).
+
+    ``side`` holds the legs (size > 1, in leg order) whose Gram matrix is
+    diagonalised — the smaller side; ``source`` an earlier, larger side containing
+    it, whose Gram matrix gives this one by a partial trace. An empty ``side``
+    marks a matrix with a single row or column.
+    """
+
+    jobs: list[_Job]
+    side: tuple[str, ...]
+    source: tuple[str, ...] | None = None
 
 
-def _reduced_key(job: _Job) -> tuple:
-    """Cuts whose sides differ only by size-1 legs have the same matrix: one key."""
-    sizes = dict(zip(job.layout.names, job.layout.sizes, strict=True))
-    left = tuple(leg for leg in job.cut.left if sizes[leg] > 1)
-    right = tuple(leg for leg in job.cut.right if sizes[leg] > 1)
-    if left and right and left[0] > right[0]:
-        left, right = right, left
-    return (id(job.weight), left, right) if left and right else (id(job.weight), "trivial")
+def _plan(layout: LegLayout, jobs: list[_Job]) -> list[_CutMatrix]:
+    """Distinct cut matrices of one kernel, largest Gram first, each taking its Gram
+    matrix from an earlier one by partial trace where an earlier side contains it.
+
+    A square cut may use either side: the one containing the most Gram work of the
+    cuts still to come is chosen (``out,kh`` and ``in,kh`` of a 3×3 kernel give
+    ``out``, ``in`` and ``kh`` for free).
+    """
+    sizes = dict(zip(layout.names, layout.sizes, strict=True))
+
+    def dim(legs) -> int:
+        return int(np.prod([sizes[leg] for leg in legs], dtype=np.int64))
+
+    by_sides: dict[frozenset, tuple[list[_Job], list[tuple[str, ...]]]] = {}
+    trivial: list[_Job] = []
+    for job in jobs:
+        left = tuple(leg for leg in job.cut.left if sizes[leg] > 1)
+        right = tuple(leg for leg in job.cut.right if sizes[leg] > 1)
+        if dim(left) == 1 or dim(right) == 1:
+            trivial.append(job)
+            continue
+        key = frozenset([left, right])
+        if key not in by_sides:
+            smaller = min(dim(left), dim(right))
+            by_sides[key] = ([], [side for side in (left, right) if dim(side) == smaller])
+        by_sides[key][0].append(job)
+
+    pending = sorted(by_sides.values(), key=lambda item: -dim(item[1][0]))
+    done: list[tuple[str, ...]] = []
+    plan = [_CutMatrix(trivial, ())] if trivial else []
+
+    def covers(big, small) -> bool:
+        return set(small) <= set(big)
+
+    for n, (cut_jobs, candidates) in enumerate(pending):
+        for side in candidates:
+            sources = [s for s in done if covers(s, side)]
+            if sources:
+                plan.append(_CutMatrix(cut_jobs, side, min(sources, key=dim)))
+                break
+        else:
+            later = [c for _, cands in pending[n + 1:] for c in cands
+                     if not any(covers(s, c) for s in done)]
+            gains = [sum(dim(c) ** 2 for c in later if covers(side, c)) for side in candidates]
+            plan.append(_CutMatrix(cut_jobs, candidates[int(np.argmax(gains))]))
+        done.append(plan[-1].side)
+    return plan
 
 
-def _matrix(job: _Job):
-    return matricize(job.weight, job.layout.names, job.layout.sizes, job.cut)
+def _side_matrix(job: _Job, side: tuple[str, ...]):
+    """The kernel of ``job`` as the matrix (dim side, rest), legs of ``side`` in order."""
+    rest = tuple(leg for leg in job.layout.names if leg not in side)
+    return matricize(job.weight, job.layout.names, job.layout.sizes, Cut(side, rest))
 
 
-def _spectra_cpu(groups: list[list[_Job]], finish: Callable) -> None:
-    """NumPy on the CPU: one task per distinct cut matrix, largest first, on a pool of
-    threads each running single-threaded BLAS/LAPACK (the reductions in ``eigvalsh``
-    use one core poorly, two at once use both)."""
-    def size(group):
-        rows, cols = group[0].dims
-        return min(rows, cols) ** 2 * max(rows, cols)
+def _partial_trace(gram, legs: tuple[str, ...], sizes: dict[str, int], keep: tuple[str, ...]):
+    """Gram matrix of ``keep`` ⊂ ``legs`` from the Gram matrix of ``legs``."""
+    k = len(legs)
+    t = gram.reshape(*(sizes[leg] for leg in legs), *(sizes[leg] for leg in legs))
+    rows = list(range(k))
+    cols = [k + i if leg in keep else i for i, leg in enumerate(legs)]
+    kept = [i for i, leg in enumerate(legs) if leg in keep]
+    einsum = torch.einsum if isinstance(gram, torch.Tensor) else np.einsum
+    out = einsum(t, rows + cols, kept + [k + i for i in kept])
+    d = int(np.prod([sizes[leg] for leg in keep], dtype=np.int64))
+    return out.reshape(d, d)
 
-    groups = sorted(groups, key=size, reverse=True)
+
+def _grams(plan: list[_CutMatrix]):
+    """Yield ``(item, gram)`` for each planned matrix (``gram`` None for a vector)."""
+    kept: dict[tuple[str, ...], object] = {}
+    budget = MAX_BATCH_ELEMENTS
+    for item in plan:
+        if not item.side:
+            yield item, None
+            continue
+        job = item.jobs[0]
+        if item.source is not None:
+            sizes = dict(zip(job.layout.names, job.layout.sizes, strict=True))
+            gram = _partial_trace(kept[item.source], item.source, sizes, item.side)
+        else:
+            a = _side_matrix(job, item.side)
+            gram = a @ a.T
+        if gram.shape[0] ** 2 <= budget:  # keep it as a source for smaller sides
+            kept[item.side] = gram
+            budget -= gram.shape[0] ** 2
+        yield item, gram
+
+
+def _vector_norm(job: _Job) -> np.ndarray:
+    w = job.weight
+    norm = torch.linalg.vector_norm(w) if isinstance(w, torch.Tensor) else np.linalg.norm(w)
+    return np.array([float(norm)])
+
+
+def _kernel_spectra(plan: list[_CutMatrix]) -> list[tuple[list[_Job], np.ndarray]]:
+    """Spectra of one kernel's planned matrices (NumPy)."""
+    out = []
+    for item, gram in _grams(plan):
+        if gram is None:
+            out.append((item.jobs, _vector_norm(item.jobs[0])))
+            continue
+        side_matrix = partial(_side_matrix, item.jobs[0], item.side)
+        out.append((item.jobs, _spectrum_cpu(gram, side_matrix)))
+    return out
+
+
+def _spectra_cpu(plans: list[list[_CutMatrix]], finish: Callable) -> None:
+    """NumPy on the CPU: one task per kernel, largest first, on a pool of threads each
+    running single-threaded BLAS/LAPACK (the reductions in ``eigvalsh`` use one core
+    poorly; two at once use both)."""
+    def work(plan: list[_CutMatrix]) -> int:
+        return sum(job.weight.size * min(job.dims) for item in plan for job in item.jobs[:1])
+
     threads = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
                   default=1)
     with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        # matricised inside the task: memory holds one matrix per thread
-        futures = {pool.submit(lambda job: _cut_spectrum(_matrix(job)), group[0]): group
-                   for group in groups}
+        futures = [pool.submit(_kernel_spectra, plan)
+                   for plan in sorted(plans, key=work, reverse=True)]
         for future in as_completed(futures):
-            finish(futures[future], future.result())
+            for jobs, s in future.result():
+                finish(jobs, s)
 
 
-def _spectra_torch(groups: list[list[_Job]], finish: Callable) -> None:
+def _spectra_torch(plans: list[list[_CutMatrix]], finish: Callable) -> None:
     """Torch on the device: Gram matrices of equal size are stacked across cuts and
     layers and diagonalised in one batched ``eigvalsh`` call."""
     by_size: dict[int, list] = defaultdict(list)
-    for group in groups:
-        matrix = _matrix(group[0])
-        if min(matrix.shape) == 1:
-            finish(group, np.array([float(torch.linalg.vector_norm(matrix))]))
-            continue
-        gram, _ = _gram(matrix)
-        by_size[gram.shape[0]].append((group, gram))
+    for plan in plans:
+        for item, gram in _grams(plan):
+            if gram is None:
+                finish(item.jobs, _vector_norm(item.jobs[0]))
+            else:
+                by_size[gram.shape[0]].append((item, gram))
     for d, items in by_size.items():
         step = max(1, MAX_BATCH_ELEMENTS // (d * d))
         for start in range(0, len(items), step):
             chunk = items[start:start + step]
             evals = torch.linalg.eigvalsh(torch.stack([g for _, g in chunk])).flip(-1).cpu().numpy()
-            for (group, gram), lam in zip(chunk, evals, strict=True):
-                finish(group, _from_gram(_matrix(group[0]), gram, lam))
+            for (item, gram), lam in zip(chunk, evals, strict=True):
+                side_matrix = partial(_side_matrix, item.jobs[0], item.side)
+                finish(item.jobs, _spectrum_torch(gram, lam, side_matrix))
 
 
 def _fast_spectra(jobs: list[_Job], progress: Callable[[int], None]) -> dict:
     """Spectra of all ``jobs``, each distinct matrix computed once."""
     out: dict[tuple[int, int], np.ndarray] = {}
-    by_key: dict[tuple, list[_Job]] = defaultdict(list)
+    by_kernel: dict[int, list[_Job]] = defaultdict(list)
     for job in jobs:
-        by_key[_reduced_key(job)].append(job)
+        by_kernel[job.key[0]].append(job)
+    plans = [_plan(kernel_jobs[0].layout, kernel_jobs) for kernel_jobs in by_kernel.values()]
 
-    def finish(group: list[_Job], s: np.ndarray) -> None:
-        for job in group:
+    def finish(done: list[_Job], s: np.ndarray) -> None:
+        for job in done:
             out[job.key] = s
-        progress(len(group))
+        progress(len(done))
 
-    groups = list(by_key.values())
     if isinstance(jobs[0].weight, torch.Tensor):
-        _spectra_torch(groups, finish)
+        _spectra_torch(plans, finish)
     else:
-        _spectra_cpu(groups, finish)
+        _spectra_cpu(plans, finish)
     return out
 
 
@@ -315,8 +436,9 @@ def _layer_cuts(name: str, layout: LegLayout, cuts: CutsSpec) -> tuple[list[Cut]
 def _kernels_sha256(items: Sequence[tuple[str, xr.Dataset]]) -> str:
     h = hashlib.sha256()
     for name, ds in items:
-        h.update(name.encode())
-        h.update(np.ascontiguousarray(ds["weight"].values, dtype=np.float64).tobytes())
+        w = np.ascontiguousarray(ds["weight"].values)
+        h.update(f"{name}:{w.dtype.str}:{w.shape}".encode())
+        h.update(w.data)
     return h.hexdigest()
 
 
