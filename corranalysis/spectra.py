@@ -45,8 +45,8 @@ from .provenance import provenance
 #: largest estimated relative error of a singular value from Gram eigenvalues;
 #: smaller values are refined on the matrix itself (the promise is 1e-6)
 GRAM_TOLERANCE = 1e-7
-#: largest error bound ρ²/δ of a refined singular value, relative to the value
-RITZ_TOLERANCE = 1e-9
+#: largest relative error bound accepted for a refined singular value
+RITZ_TOLERANCE = 5e-7
 #: largest batch of stacked Gram matrices, in float64 elements (~256 MiB)
 MAX_BATCH_ELEMENTS = 32 * 2**20
 METHODS = ("fast", "quimb")
@@ -163,80 +163,93 @@ def _tail_width(d: int, n_tail: int) -> int:
 def _ritz_tail(a: np.ndarray, x: np.ndarray, lam: np.ndarray, n_tail: int):
     """The ``n_tail`` smallest singular values of ``a`` (d × D), accurate, or None.
 
-    ``x`` (d × p, orthonormal) spans approximate singular vectors of the smallest
+    ``x`` (d × p, orthonormal) spans approximate singular vectors of the p smallest
     values — eigenvectors of the computed Gram matrix, whose eigenvalues ``lam``
     (descending) lose accuracy there. Rayleigh–Ritz on ``a`` itself, not on its
-    Gram matrix, gives singular values accurate to about eps·s_max. A Ritz value
-    σ with residual ρ = ‖a u − σ v‖/√2 lies within ρ²/δ of a singular value, δ
-    being its distance to the other Ritz values (and to 0); each is accepted when
-    that bound is below :data:`RITZ_TOLERANCE`·σ and σ² is the Gram eigenvalue it
-    replaces within that eigenvalue's error. None means "use a full SVD".
+    Gram matrix: the singular values σ of ``Y = aᵀx`` carry an absolute error of
+    about eps·‖a‖ only, plus ‖R‖²/gap in σ² (R = a Y − x YᵀY the block residual,
+    gap the distance from the window to the next Gram eigenvalue). They are
+    accepted where that bound, relative to σ, is below :data:`RITZ_TOLERANCE` and
+    σ² matches the Gram eigenvalue it replaces within that eigenvalue's error.
+    None means "use a full SVD".
     """
-    u, s, wt = np.linalg.svd(a.T @ x, full_matrices=False)
-    rho = np.linalg.norm(a @ u - (x @ wt.T) * s, axis=0) / np.sqrt(2.0)
-    neighbours = np.abs(s[:, None] - np.append(s, 0.0)[None, :])
-    neighbours[np.arange(len(s)), np.arange(len(s))] = np.inf
-    delta = neighbours.min(axis=1)
-    tail, rho, delta = s[-n_tail:], rho[-n_tail:], delta[-n_tail:]
-    scale = np.maximum(tail, 1e-8 * np.sqrt(lam[0]))  # values below 1e-8 s_max: not promised
-    if not (np.all(rho < delta / 2) and np.all(rho**2 / delta <= RITZ_TOLERANCE * scale)):
+    eps = np.finfo(np.float64).eps
+    d, p = x.shape
+    y = a.T @ x
+    s = np.linalg.svd(y, compute_uv=False)
+    gap = (lam[d - p - 1] - s[0] ** 2) if p < d else np.inf
+    if not gap > 0.0:
         return None
-    gram_error = len(lam) * np.finfo(np.float64).eps * lam[0]
+    residual = np.linalg.norm(a @ y - x @ (y.T @ y), ord=2)
+    tail = s[-n_tail:]
+    s_max = np.sqrt(lam[0])
+    bound = residual**2 / gap / (2 * tail**2 + 1e-300) + 4 * eps * s_max / np.maximum(tail, 1e-300)
+    promised = tail > 1e-8 * s_max  # smaller values are not promised
+    if np.any(bound[promised] > RITZ_TOLERANCE):
+        return None
+    gram_error = d * eps * lam[0]
     mismatch = np.abs(tail**2 - np.clip(lam[-n_tail:], 0.0, None))
     return tail if np.all(mismatch <= 2 * gram_error + 1e-3 * tail**2) else None
 
 
-def _spectrum_cpu(gram: np.ndarray, side_matrix: Callable[[], np.ndarray]) -> np.ndarray:
-    """Singular values of a cut matrix ``a`` from its Gram matrix ``a aᵀ`` (LAPACK).
+def _with_tail_refined(lam: np.ndarray, side_matrix: Callable, tail_vectors: Callable):
+    """Singular values sqrt(``lam``) of a cut matrix, its uncertain tail refined.
 
-    The Gram matrix is reduced to tridiagonal form once: its eigenvalues give the
-    spectrum; where the smallest are uncertain (:func:`_uncertain_tail`), the
-    tridiagonal eigenvectors of the tail, transformed back, feed
-    :func:`_ritz_tail`; a full SVD of ``a`` is the last resort.
+    ``lam`` are the Gram eigenvalues (descending), ``side_matrix()`` the matrix ``a``
+    (d × D) with Gram matrix ``a aᵀ``, ``tail_vectors(p)`` the Gram eigenvectors of
+    the p smallest eigenvalues (d × p) or None. A tail that :func:`_ritz_tail`
+    cannot certify is left to a full SVD of ``a``.
     """
-    d = gram.shape[0]
-    try:  # GIL released: the threads of _spectra_cpu run these at once
-        c, diag, off, tau = _lapack.dsytrd(gram)
-        lam = _lapack.dsterf(diag, off)
-    except np.linalg.LinAlgError:
-        return np.linalg.svd(side_matrix(), compute_uv=False)
-    lam = lam[::-1].copy()
-    s = np.sqrt(np.clip(lam, 0.0, None))
-    n_tail = _uncertain_tail(lam, d)
-    if n_tail == 0:
-        return s
-    a = side_matrix()
-    p = _tail_width(d, n_tail)
-    if p:
-        m, w, block, split, _ = lapack.dstebz(diag, off, 3, 0.0, 0.0, 1, p, 0.0, "B")
-        z, info = lapack.dstein(diag, off, w[:m], block, split)
-        if m == p and info == 0:
-            # back to the Gram matrix's basis: Q = H(1)…H(d-1), reflectors below c's diagonal
-            x = np.array(z[:, :p], order="F")
-            x[1:], _, info = lapack.dormqr("L", "N", c[1:, :-1], tau, x[1:], lwork=64 * p)
-            tail = _ritz_tail(a, x, lam, n_tail) if info == 0 else None
-            if tail is not None:
-                s[-n_tail:] = tail
-                return s
-    return np.linalg.svd(a, compute_uv=False)
-
-
-def _spectrum_torch(gram: torch.Tensor, lam: np.ndarray, side_matrix: Callable) -> np.ndarray:
-    """As :func:`_spectrum_cpu` for Gram eigenvalues ``lam`` computed by torch on the
-    device: an uncertain tail takes its subspace from ``torch.linalg.eigh``."""
     s = np.sqrt(np.clip(lam, 0.0, None))
     n_tail = _uncertain_tail(lam, len(lam))
     if n_tail == 0:
         return s
-    a = side_matrix().cpu().numpy()
+    a = side_matrix()
+    a = a.cpu().numpy() if isinstance(a, torch.Tensor) else a
     p = _tail_width(len(lam), n_tail)
-    if p:
-        x = torch.linalg.eigh(gram)[1][:, :p].cpu().numpy()  # ascending: the tail first
-        tail = _ritz_tail(a, x, lam, n_tail)
-        if tail is not None:
-            s[-n_tail:] = tail
-            return s
-    return np.linalg.svd(a, compute_uv=False)
+    x = tail_vectors(p) if p else None
+    tail = _ritz_tail(a, x, lam, n_tail) if x is not None else None
+    if tail is None:
+        return np.linalg.svd(a, compute_uv=False)
+    s[-n_tail:] = tail
+    return s
+
+
+def _tridiagonal_tail_vectors(c, diag, off, tau, p: int) -> np.ndarray | None:
+    """Eigenvectors of the p smallest eigenvalues of the Gram matrix reduced by
+    :func:`_lapack.dsytrd` (``c``, ``diag``, ``off``, ``tau``), or None."""
+    m, w, block, split, _ = lapack.dstebz(diag, off, 3, 0.0, 0.0, 1, p, 0.0, "B")
+    z, info = lapack.dstein(diag, off, w[:m], block, split)
+    if m != p or info != 0:
+        return None
+    # back to the Gram matrix's basis: Q = H(1)…H(d-1), reflectors below c's subdiagonal
+    x = np.array(z[:, :p], order="F")
+    x[1:], _, info = lapack.dormqr("L", "N", c[1:, :-1], tau, x[1:], lwork=64 * p)
+    return x if info == 0 else None
+
+
+def _spectrum_cpu(gram: np.ndarray, side_matrix: Callable[[], np.ndarray]) -> np.ndarray:
+    """Singular values of a cut matrix from its Gram matrix (NumPy, LAPACK).
+
+    The Gram matrix is reduced to tridiagonal form once: the eigenvalues of the
+    tridiagonal matrix are the spectrum, its eigenvectors the uncertain tail's.
+    """
+    try:  # GIL released: the threads of _spectra_cpu run these at once
+        c, diag, off, tau = _lapack.dsytrd(gram)
+        lam = _lapack.dsterf(diag, off)[::-1].copy()
+    except np.linalg.LinAlgError:
+        return np.linalg.svd(side_matrix(), compute_uv=False)
+    return _with_tail_refined(lam, side_matrix,
+                              partial(_tridiagonal_tail_vectors, c, diag, off, tau))
+
+
+def _spectrum_torch(gram: torch.Tensor, lam: np.ndarray, side_matrix: Callable) -> np.ndarray:
+    """Singular values of a cut matrix from Gram eigenvalues ``lam`` computed by torch
+    on the device; an uncertain tail takes its vectors from ``torch.linalg.eigh``."""
+    def tail_vectors(p: int) -> np.ndarray:
+        return torch.linalg.eigh(gram)[1][:, :p].cpu().numpy()  # ascending: the tail first
+
+    return _with_tail_refined(lam, side_matrix, tail_vectors)
 
 
 @dataclass
@@ -363,7 +376,7 @@ def _kernel_spectra(plan: list[_CutMatrix]) -> list[tuple[list[_Job], np.ndarray
 
 def _spectra_cpu(plans: list[list[_CutMatrix]], finish: Callable) -> None:
     """NumPy on the CPU: one task per kernel, largest first, on a pool of threads each
-    running single-threaded BLAS/LAPACK (the reductions in ``eigvalsh`` use one core
+    running single-threaded BLAS/LAPACK (a tridiagonal reduction uses one core
     poorly; two at once use both)."""
     def work(plan: list[_CutMatrix]) -> int:
         return sum(job.weight.size * min(job.dims) for item in plan for job in item.jobs[:1])

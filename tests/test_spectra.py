@@ -16,6 +16,7 @@ from scipy.stats import ortho_group
 
 from corranalysis import (
     InputError,
+    _lapack,
     all_cuts,
     bond_spectra,
     compute_spectra,
@@ -24,6 +25,7 @@ from corranalysis import (
     kernel_mps,
     load,
     save,
+    spectra,
 )
 from corranalysis.spectra import reference_spectrum, spectral_measures
 
@@ -186,6 +188,97 @@ def test_reference_spectrum_is_quimbs_split():
     m = w.transpose(0, 2, 1, 3).reshape(15, 8)
     np.testing.assert_allclose(reference_spectrum(w, layout, cut),
                                np.linalg.svd(m, compute_uv=False), rtol=1e-12)
+
+
+# --------------------------------------------------------------------- fast path
+def _with_spectrum(s: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A square matrix with singular values ``s``."""
+    n = len(s)
+    u, v = ortho_group.rvs(n, size=2, random_state=seed)
+    return (u * s) @ v.T
+
+
+def _ritz_outcomes(monkeypatch) -> list:
+    outcomes = []
+    original = spectra._ritz_tail
+
+    def spy(*args):
+        outcomes.append(original(*args))
+        return outcomes[-1]
+
+    monkeypatch.setattr(spectra, "_ritz_tail", spy)
+    return outcomes
+
+
+def test_small_values_that_squaring_would_lose_are_refined_on_the_matrix(monkeypatch):
+    s = np.concatenate([np.linspace(2.0, 1.0, 190), np.logspace(-4, -7.5, 10)])
+    outcomes = _ritz_outcomes(monkeypatch)
+    ds = compute_spectra(_tree(fc=_with_spectrum(s)))
+    got = ds["singular_values"].isel(layer=0, cut=0).values
+    np.testing.assert_allclose(got, s, rtol=1e-7)  # from the Gram alone: no digit at 3e-8
+    assert len(outcomes) == 1 and outcomes[0] is not None  # refined, no SVD needed
+
+
+def test_a_degenerate_tail_is_refined_as_a_block(monkeypatch):
+    s = np.concatenate([np.linspace(2.0, 1.0, 195), np.full(5, 1e-6)])
+    outcomes = _ritz_outcomes(monkeypatch)
+    ds = compute_spectra(_tree(fc=_with_spectrum(s, seed=1)))
+    np.testing.assert_allclose(ds["singular_values"].isel(layer=0, cut=0).values, s, rtol=1e-7)
+    assert len(outcomes) == 1 and outcomes[0] is not None
+
+
+def test_a_tail_too_wide_to_refine_is_recomputed_by_svd(monkeypatch):
+    s = np.logspace(0, -7, 40)  # most of the values are uncertain from the Gram matrix
+    outcomes = _ritz_outcomes(monkeypatch)
+    ds = compute_spectra(_tree(fc=_with_spectrum(s, seed=2)))
+    np.testing.assert_allclose(ds["singular_values"].isel(layer=0, cut=0).values, s, rtol=1e-7)
+    assert outcomes == []
+
+
+def test_smaller_gram_matrices_come_from_partial_traces_of_larger_ones():
+    w = np.random.default_rng(5).standard_normal((8, 8, 3, 3))
+    layout = fine_grain(CONV, w.shape)
+    jobs = [spectra._Job((0, j), w, layout, cut) for j, cut in enumerate(all_cuts(CONV))]
+    plan = spectra._plan(layout, jobs)
+    derived = {item.side: item.source for item in plan if item.source}
+    assert {("out",), ("in",), ("kh",)} <= set(derived)  # from the two square cuts
+    for (item, gram), _ in zip(spectra._grams(plan), plan, strict=True):
+        a = spectra._side_matrix(item.jobs[0], item.side)
+        np.testing.assert_allclose(gram, a @ a.T, rtol=1e-12, atol=1e-12)
+
+
+def test_the_batched_torch_path_agrees_with_the_numpy_path():
+    """The CUDA code path, run on CPU tensors: same spectra as the NumPy path."""
+    kernels = _structured_kernels(np.random.default_rng(7))
+    kernels["tail"] = _with_spectrum(np.r_[np.linspace(2, 1, 60), np.logspace(-5, -7, 4)])
+    jobs = {"numpy": [], "torch": []}
+    for i, w in enumerate(kernels.values()):
+        legs = CONV[: w.ndim] if w.ndim == 4 else ["out", "in"]
+        layout = fine_grain(legs, w.shape)
+        tw = torch.as_tensor(w)
+        for j, cut in enumerate(all_cuts(legs)):
+            jobs["numpy"].append(spectra._Job((i, j), w, layout, cut))
+            jobs["torch"].append(spectra._Job((i, j), tw, layout, cut))
+    a = spectra._fast_spectra(jobs["numpy"], lambda n: None)
+    b = spectra._fast_spectra(jobs["torch"], lambda n: None)
+    assert a.keys() == b.keys()
+    for key in a:
+        promised = a[key] > 1e-8 * a[key][0]
+        np.testing.assert_allclose(b[key][promised], a[key][promised], rtol=1e-7)
+
+
+def test_the_fast_path_is_deterministic_across_threads():
+    kernels = _tree(**_structured_kernels(np.random.default_rng(6)))
+    a, b = compute_spectra(kernels), compute_spectra(kernels)
+    xr.testing.assert_identical(a.drop_attrs(), b.drop_attrs())
+
+
+def test_tridiagonal_reduction_gives_the_eigenvalues():
+    g = _with_spectrum(np.linspace(1.0, 3.0, 50), seed=2)
+    g = g @ g.T
+    c, d, e, tau = _lapack.dsytrd(g)
+    np.testing.assert_allclose(_lapack.dsterf(d, e), np.linalg.eigvalsh(g), rtol=1e-12)
+    assert c.shape == g.shape and tau.shape == e.shape == (49,)
 
 
 # --------------------------------------------------------------------- bad input
