@@ -70,7 +70,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--resnet-images", type=int, default=256)
     p.add_argument("--resnet-size", type=int, default=16, help="image side for resnet18")
-    p.add_argument("--resnet-layers", default=RESNET_LAYERS, help="'all' or globs")
+    p.add_argument("--resnet-layers", default="all", help="'all' or globs, e.g. the quick "
+                   f"subset {RESNET_LAYERS}")
     p.add_argument("--cnn4-images", type=int, default=1024)
     p.add_argument("--cnn4-layers", default="all")
     p.add_argument("--batch", type=int, default=256)

@@ -279,24 +279,22 @@ def _variant_bytes(trial: TrialSpec, modules: Mapping[str, nn.Module]) -> int:
 def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
                 chunk_size: int | None = None) -> list[list[int]]:
     """Split trial indices into consecutive chunks of at most ``chunk_size`` trials
-    (default: bounded by :data:`CHUNK_BYTES` of truncated kernels), never mixing the
-    single-layer trials of two layers."""
+    (default: bounded by :data:`CHUNK_BYTES` of truncated kernels). A chunk may hold
+    the trials of several layers: one data pass evaluates them all, the shared
+    prefix of the network once per batch."""
     modules = dict(model.named_modules())
     chunks: list[list[int]] = []
     cur: list[int] = []
     cur_bytes = 0
-    cur_key = None
     for i, t in enumerate(trials):
-        key = (t.layer, t.cuts == "all")
         b = _variant_bytes(t, modules)
         full = (chunk_size is not None and len(cur) >= chunk_size) or (
             chunk_size is None and cur and cur_bytes + b > CHUNK_BYTES)
-        if cur and (full or key != cur_key):
+        if full:
             chunks.append(cur)
             cur, cur_bytes = [], 0
         cur.append(i)
         cur_bytes += b
-        cur_key = key
     if cur:
         chunks.append(cur)
     return chunks
@@ -341,6 +339,9 @@ def run_chunk(
             trial = trials[i]
             weights: dict[str, torch.Tensor] = {}
             metrics: dict[str, TruncationMetrics] = {}
+            keys = {f"{name}|{json.dumps(entry.legs)}" for name, entry in trial.plan.items()}
+            for key in set(svd_caches) - keys:  # trials come layer by layer: free the rest
+                del svd_caches[key]
             for name, entry in trial.plan.items():
                 cache = svd_caches.setdefault(f"{name}|{json.dumps(entry.legs)}", {})
                 w, m = truncate(modules[name].weight.detach(), entry.cuts, entry.keeps,

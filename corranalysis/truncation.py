@@ -20,8 +20,9 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
@@ -223,6 +224,18 @@ class _CutSVD:
     vh: Any
 
 
+def _low_rank(svd: _CutSVD, chi: int, matrix: Callable[[], Any]) -> Any:
+    """The best rank-``chi`` approximation ``U_χ S_χ V_χᵀ`` of ``matrix()``, from its SVD.
+
+    Where fewer values are discarded than kept, it is formed as the matrix minus
+    its discarded part (fewer operations; the same to float64 rounding).
+    """
+    s = svd.s if not _is_torch(svd.u) else torch.as_tensor(svd.s, device=svd.u.device)
+    if len(svd.s) - chi < chi:
+        return matrix() - (svd.u[:, chi:] * s[chi:]) @ svd.vh[chi:]
+    return (svd.u[:, :chi] * s[:chi]) @ svd.vh[:chi]
+
+
 def _numerical_rank(matrix: Any) -> int:
     s = _svd(matrix)[1]
     if s.size == 0 or s[0] == 0:
@@ -284,21 +297,19 @@ def truncate(
         losses.append(float(norm_loss_curve(svd.s)[chi - 1]) if len(svd.s) else 0.0)
         if chi >= chi_max:
             continue
-        kept = svd.s[:chi]
-        if _is_torch(svd.u):
-            kept = torch.as_tensor(kept, device=svd.u.device)
-        m = (svd.u[:, :chi] * kept) @ svd.vh[:chi]
+        m = _low_rank(svd, chi, partial(matricize, w, layout.names, layout.sizes, cut))
         w = unmatricize(m, layout.names, layout.sizes, cut, shape)
         changed = True
 
-    n0 = _norm(w0)
-    nw = _norm(w)
     norm_loss = 1.0 - float(np.prod([1.0 - x for x in losses]))
-    if changed and n0 > 0:
-        rel_error = _norm(w0 - w) / n0
-        fidelity = _inner(w0, w) / (n0 * nw) if nw > 0 else 0.0
-    else:
+    if not changed:
         rel_error, fidelity = 0.0, 1.0
+    elif len(cut_list) == 1:  # one cut: both follow from the singular values
+        rel_error, fidelity = math.sqrt(losses[0]), math.sqrt(1.0 - losses[0])
+    else:
+        n0, nw = _norm(w0), _norm(w)
+        rel_error = _norm(w0 - w) / n0 if n0 > 0 else 0.0
+        fidelity = _inner(w0, w) / (n0 * nw) if n0 > 0 and nw > 0 else 0.0
     # parameter count of the cheapest two-factor form across one of the cuts
     ranks = list(chis)
     for i, cut in enumerate(cut_list[:-1]):
