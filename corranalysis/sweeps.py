@@ -262,6 +262,27 @@ _CACHE: dict[str, tuple[nn.Module, Iterable]] = {}
 _LOCK = threading.Lock()
 
 
+#: SVDs of the kernels truncated last, by (layer, legs, weight digest): trials come
+#: layer by layer, and a layer's trials may span two chunks
+_SVD_CACHES: dict[tuple[str, str, str], dict] = {}
+
+
+def _svd_caches(trial: TrialSpec, modules: Mapping[str, nn.Module],
+                digests: dict[str, str]) -> dict[str, dict]:
+    """The SVD cache of each layer of ``trial`` (kept from earlier trials and chunks
+    while the kernel is unchanged); caches of other layers are freed. ``digests``
+    memoises the kernels' digests within one chunk."""
+    keys = {}
+    for name, entry in trial.plan.items():
+        if name not in digests:
+            weight = modules[name].weight.detach().cpu().contiguous().numpy()
+            digests[name] = hashlib.sha1(weight.data).hexdigest()
+        keys[name] = (name, json.dumps(entry.legs), digests[name])
+    for key in set(_SVD_CACHES) - set(keys.values()):
+        del _SVD_CACHES[key]
+    return {name: _SVD_CACHES.setdefault(key, {}) for name, key in keys.items()}
+
+
 def _loaded(source: Source) -> tuple[nn.Module, Iterable]:
     if source.key not in _CACHE:
         _CACHE.clear()
@@ -300,6 +321,19 @@ def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
     return chunks
 
 
+def _matrix_signature(shape: Sequence[int], legs: LegsSpec,
+                      metrics: TruncationMetrics) -> list:
+    """What determines a truncated kernel: per cut, the legs of size > 1 on its first
+    side, and χ. Cuts differing only by size-1 legs (the seven cuts of a 1×1
+    convolution are one ``out|in`` matrix) matricise to the same array, so they
+    give the same kernel bit for bit and are evaluated once."""
+    layout = layout_of(shape, legs)
+    sizes = dict(zip(layout.names, layout.sizes, strict=True))
+    return [[[leg for leg in cut.left if sizes[leg] > 1], chi]
+            for cut, chi in zip(parse_cuts(list(metrics.cuts), layout), metrics.chi,
+                                strict=True)]
+
+
 def _aggregate(metrics: Mapping[str, TruncationMetrics]) -> dict[str, float]:
     ms = list(metrics.values())
     return {
@@ -330,7 +364,7 @@ def run_chunk(
         dev = resolve_device(device)
         model.to(dev).eval()
         modules = dict(model.named_modules())
-        svd_caches: dict[str, dict] = {}
+        digests: dict[str, str] = {}
         variants: list[dict[str, torch.Tensor]] = []
         signature_to_variant: dict[str, int] = {}
         records: list[dict[str, Any]] = []
@@ -339,18 +373,16 @@ def run_chunk(
             trial = trials[i]
             weights: dict[str, torch.Tensor] = {}
             metrics: dict[str, TruncationMetrics] = {}
-            keys = {f"{name}|{json.dumps(entry.legs)}" for name, entry in trial.plan.items()}
-            for key in set(svd_caches) - keys:  # trials come layer by layer: free the rest
-                del svd_caches[key]
+            caches = _svd_caches(trial, modules, digests)
             for name, entry in trial.plan.items():
-                cache = svd_caches.setdefault(f"{name}|{json.dumps(entry.legs)}", {})
                 w, m = truncate(modules[name].weight.detach(), entry.cuts, entry.keeps,
-                                entry.legs, _svd_cache=cache)
+                                entry.legs, _svd_cache=caches[name])
                 metrics[name] = m
                 if any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True)):
                     weights[name] = w
-            sig = json.dumps({n: [metrics[n].cuts, metrics[n].chi] for n in weights},
-                             sort_keys=True)
+            sig = json.dumps({n: _matrix_signature(modules[n].weight.shape,
+                                                   trial.plan.entries[n].legs, metrics[n])
+                              for n in weights}, sort_keys=True)
             if not weights:
                 which.append(None)
             elif sig in signature_to_variant:

@@ -267,7 +267,10 @@ def truncate(
     layout = layout_of(shape, legs)
     cut_list = parse_cuts(cuts, layout)
     keeps = _as_keeps(keep, len(cut_list))
-    w0 = _to64(weight)
+    if _svd_cache is None:
+        w0 = _to64(weight)
+    elif (w0 := _svd_cache.get("float64")) is None:
+        w0 = _svd_cache["float64"] = _to64(weight)
     w = w0
     chis: list[int] = []
     chi_maxes: list[int] = []

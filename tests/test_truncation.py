@@ -237,3 +237,11 @@ def test_apply_plan_is_in_place_and_reports_metrics():
     metrics = apply_plan(model, PLAN)
     assert metrics["0"].chi == (3, 3)  # ceil(0.5 * 6) and ceil(0.5 * min(18, 12))
     assert torch.linalg.matrix_rank(model[3].weight.detach()) == 2
+
+
+def test_cuts_that_differ_only_by_size_one_legs_truncate_identically():
+    """The sweep evaluates such trials once: their kernels must be equal bit for bit."""
+    w = torch.randn(16, 8, 1, 1, generator=torch.Generator().manual_seed(3))
+    labels = ["out|in,kh,kw", "out,kh|in,kw", "out,kw|in,kh", "out,kh,kw|in"]
+    kernels = [truncate(w, label, "chi=3")[0] for label in labels]
+    assert all(torch.equal(k, kernels[0]) for k in kernels)
