@@ -581,6 +581,7 @@ def sweep(
     if bar is not None:
         bar.close()
     _CACHE.pop(source.key, None)
+    _SVD_CACHES.clear()  # SVDs of the last layers: free them with the sweep
     attrs = provenance(config=conf, device=str(dev), model_sha256=_model_sha256(model),
                        fingerprint=fingerprint)
     ds = merge_parts([done[c] for c in range(len(chunks))], attrs)
