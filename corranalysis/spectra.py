@@ -267,15 +267,26 @@ class _CutMatrix:
     source: tuple[str, ...] | None = None
 
 
+#: with more distinct cut matrices than this in one kernel, a square cut takes its
+#: first side and a Gram matrix's source is looked up among one-leg-larger sides only
+PLAN_SEARCH_LIMIT = 64
+
+
 def _plan(layout: LegLayout, jobs: list[_Job]) -> list[_CutMatrix]:
     """Distinct cut matrices of one kernel, largest Gram first, each taking its Gram
     matrix from an earlier one by partial trace where an earlier side contains it.
 
     A square cut may use either side: the one containing the most Gram work of the
     cuts still to come is chosen (``out,kh`` and ``in,kh`` of a 3×3 kernel give
-    ``out``, ``in`` and ``kh`` for free).
+    ``out``, ``in`` and ``kh`` for free). Sides are bit masks over the legs; above
+    :data:`PLAN_SEARCH_LIMIT` matrices the search is kept linear in their number.
     """
-    sizes = dict(zip(layout.names, layout.sizes, strict=True))
+    names = layout.names
+    sizes = dict(zip(names, layout.sizes, strict=True))
+    bit = {leg: 1 << i for i, leg in enumerate(names)}
+
+    def mask(legs) -> int:
+        return sum(bit[leg] for leg in legs)
 
     def dim(legs) -> int:
         return int(np.prod([sizes[leg] for leg in legs], dtype=np.int64))
@@ -295,24 +306,33 @@ def _plan(layout: LegLayout, jobs: list[_Job]) -> list[_CutMatrix]:
         by_sides[key][0].append(job)
 
     pending = sorted(by_sides.values(), key=lambda item: -dim(item[1][0]))
-    done: list[tuple[str, ...]] = []
+    small = len(pending) <= PLAN_SEARCH_LIMIT
+    done: dict[int, tuple[str, ...]] = {}  # mask -> side, in the order computed
     plan = [_CutMatrix(trivial, ())] if trivial else []
 
-    def covers(big, small) -> bool:
-        return set(small) <= set(big)
+    def source_of(side) -> tuple[str, ...] | None:
+        m = mask(side)
+        if small:
+            found = [s for sm, s in done.items() if m & ~sm == 0]
+        else:
+            found = [done[m | bit[leg]] for leg in names if m | bit[leg] in done]
+        return min(found, key=dim) if found else None
 
     for n, (cut_jobs, candidates) in enumerate(pending):
         for side in candidates:
-            sources = [s for s in done if covers(s, side)]
-            if sources:
-                plan.append(_CutMatrix(cut_jobs, side, min(sources, key=dim)))
+            if (source := source_of(side)) is not None:
+                plan.append(_CutMatrix(cut_jobs, side, source))
                 break
         else:
-            later = [c for _, cands in pending[n + 1:] for c in cands
-                     if not any(covers(s, c) for s in done)]
-            gains = [sum(dim(c) ** 2 for c in later if covers(side, c)) for side in candidates]
-            plan.append(_CutMatrix(cut_jobs, candidates[int(np.argmax(gains))]))
-        done.append(plan[-1].side)
+            choice = candidates[0]
+            if small and len(candidates) > 1:
+                later = [c for _, cands in pending[n + 1:] for c in cands
+                         if source_of(c) is None]
+                gains = [sum(dim(c) ** 2 for c in later if mask(c) & ~mask(side) == 0)
+                         for side in candidates]
+                choice = candidates[int(np.argmax(gains))]
+            plan.append(_CutMatrix(cut_jobs, choice))
+        done[mask(plan[-1].side)] = plan[-1].side
     return plan
 
 
@@ -344,7 +364,7 @@ def _grams(plan: list[_CutMatrix]):
             yield item, None
             continue
         job = item.jobs[0]
-        if item.source is not None:
+        if item.source in kept:  # a source past the memory budget was not kept
             sizes = dict(zip(job.layout.names, job.layout.sizes, strict=True))
             gram = _partial_trace(kept[item.source], item.source, sizes, item.side)
         else:

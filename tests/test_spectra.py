@@ -247,6 +247,17 @@ def test_smaller_gram_matrices_come_from_partial_traces_of_larger_ones():
         np.testing.assert_allclose(gram, a @ a.T, rtol=1e-12, atol=1e-12)
 
 
+def test_hundreds_of_cuts_of_fine_grained_legs_agree_with_quimb(monkeypatch):
+    """511 cuts of 10 binary legs: the plan's large-kernel search; with a tiny memory
+    budget no Gram matrix is kept as a source and each is formed directly."""
+    kernels = _tree(conv=np.random.default_rng(8).standard_normal((16, 16, 2, 2)))
+    ref = compute_spectra(kernels, legs="binary", cuts="all", method="quimb")
+    assert ref.sizes["cut"] == 511
+    _assert_fast_matches_reference(compute_spectra(kernels, legs="binary", cuts="all"), ref)
+    monkeypatch.setattr(spectra, "MAX_BATCH_ELEMENTS", 16)
+    _assert_fast_matches_reference(compute_spectra(kernels, legs="binary", cuts="all"), ref)
+
+
 def test_the_batched_torch_path_agrees_with_the_numpy_path():
     """The CUDA code path, run on CPU tensors: same spectra as the NumPy path."""
     kernels = _structured_kernels(np.random.default_rng(7))
