@@ -29,10 +29,6 @@ def _routine(name: str, n_args: int):
     return ctypes.CFUNCTYPE(None, *([_ptr] * n_args))(address)
 
 
-def _int(value: int) -> ctypes.c_int:
-    return ctypes.c_int(value)
-
-
 def _ref(x) -> int:
     return ctypes.addressof(x) if isinstance(x, ctypes._SimpleCData) else x.ctypes.data
 
@@ -47,12 +43,13 @@ def dsytrd(gram: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.nda
     n = gram.shape[0]
     c = np.array(gram, dtype=np.float64, order="F", copy=True)
     d, e, tau = np.empty(n), np.empty(max(n - 1, 1)), np.empty(max(n - 1, 1))
-    info, size, lwork = _int(0), _int(n), _int(-1)  # referenced until the calls return
+    # the ctypes ints stay referenced until the calls return
+    info, size, lwork = ctypes.c_int(0), ctypes.c_int(n), ctypes.c_int(-1)
     fn = _routine("dsytrd", 10)
     work = np.empty(1)
     fn(b"L", _ref(size), _ref(c), _ref(size), _ref(d), _ref(e), _ref(tau), _ref(work),
        _ref(lwork), _ref(info))  # workspace query
-    lwork = _int(max(1, int(work[0])))
+    lwork = ctypes.c_int(max(1, int(work[0])))
     work = np.empty(lwork.value)
     fn(b"L", _ref(size), _ref(c), _ref(size), _ref(d), _ref(e), _ref(tau), _ref(work),
        _ref(lwork), _ref(info))
@@ -65,7 +62,7 @@ def dsterf(d: np.ndarray, e: np.ndarray) -> np.ndarray:
     """All eigenvalues, ascending, of the symmetric tridiagonal matrix (d, e)."""
     d = np.array(d, dtype=np.float64, copy=True)
     e = np.array(np.append(e, 0.0), dtype=np.float64)
-    info, size = _int(0), _int(d.size)
+    info, size = ctypes.c_int(0), ctypes.c_int(d.size)
     _routine("dsterf", 4)(_ref(size), _ref(d), _ref(e), _ref(info))
     if info.value != 0:
         raise np.linalg.LinAlgError(f"dsterf did not converge (info={info.value})")

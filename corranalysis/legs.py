@@ -66,6 +66,12 @@ class LegLayout:
             out *= lookup[leg]
         return out
 
+    def squeezed(self, legs: Sequence[str]) -> tuple[str, ...]:
+        """``legs`` without those of size 1. A cut's matrix, with the first leg's side
+        as rows, depends only on the squeezed legs of that side."""
+        lookup = dict(zip(self.names, self.sizes, strict=True))
+        return tuple(leg for leg in legs if lookup[leg] > 1)
+
 
 def _factors(leg: str, size: int, legs: LegsSpec) -> list[int]:
     if isinstance(legs, Mapping):

@@ -137,18 +137,25 @@ class _Job:
         return self.layout.size_of(self.cut.left), self.layout.size_of(self.cut.right)
 
 
-def _uncertain_tail(lam: np.ndarray, d: int) -> int:
+def _gram_error(lam: np.ndarray) -> float:
+    """Absolute error of the eigenvalues ``lam`` (descending) of a d × d Gram matrix:
+    about ``d · eps · λ_max``."""
+    return len(lam) * np.finfo(np.float64).eps * lam[0]
+
+
+def _uncertain_tail(lam: np.ndarray) -> int:
     """How many trailing Gram eigenvalues ``lam`` (descending) may miss the tolerance.
 
-    A Gram eigenvalue carries an absolute error of about ``d · eps · λ_max``, so
-    s_k = sqrt(λ_k) has relative error about ``d·eps·λ_max / (2 λ_k)``; values above
+    A Gram eigenvalue carries an absolute error of about ``d · eps · λ_max``
+    (:func:`_gram_error`), so s_k = sqrt(λ_k) has relative error about
+    ``d·eps·λ_max / (2 λ_k)``; values above
     1e-8·s_max whose estimate exceeds :data:`GRAM_TOLERANCE` are uncertain, and with
     them every smaller one.
     """
     top = lam[0]
     if top <= 0.0:
         return 0
-    worst = d * np.finfo(np.float64).eps * top / (2.0 * np.maximum(lam, np.finfo(np.float64).tiny))
+    worst = _gram_error(lam) / (2.0 * np.maximum(lam, np.finfo(np.float64).tiny))
     bad = np.flatnonzero((worst > GRAM_TOLERANCE) & (lam > 1e-16 * top))
     return 0 if bad.size == 0 else len(lam) - int(bad[0])
 
@@ -187,9 +194,8 @@ def _ritz_tail(a: np.ndarray, x: np.ndarray, lam: np.ndarray, n_tail: int):
     promised = tail > 1e-8 * s_max  # smaller values are not promised
     if np.any(bound[promised] > RITZ_TOLERANCE):
         return None
-    gram_error = d * eps * lam[0]
     mismatch = np.abs(tail**2 - np.clip(lam[-n_tail:], 0.0, None))
-    return tail if np.all(mismatch <= 2 * gram_error + 1e-3 * tail**2) else None
+    return tail if np.all(mismatch <= 2 * _gram_error(lam) + 1e-3 * tail**2) else None
 
 
 def _with_tail_refined(lam: np.ndarray, side_matrix: Callable, tail_vectors: Callable):
@@ -201,7 +207,7 @@ def _with_tail_refined(lam: np.ndarray, side_matrix: Callable, tail_vectors: Cal
     cannot certify is left to a full SVD of ``a``.
     """
     s = np.sqrt(np.clip(lam, 0.0, None))
-    n_tail = _uncertain_tail(lam, len(lam))
+    n_tail = _uncertain_tail(lam)
     if n_tail == 0:
         return s
     a = side_matrix()
@@ -281,21 +287,16 @@ def _plan(layout: LegLayout, jobs: list[_Job]) -> list[_CutMatrix]:
     ``out``, ``in`` and ``kh`` for free). Sides are bit masks over the legs; above
     :data:`PLAN_SEARCH_LIMIT` matrices the search is kept linear in their number.
     """
-    names = layout.names
-    sizes = dict(zip(names, layout.sizes, strict=True))
+    names, dim = layout.names, layout.size_of
     bit = {leg: 1 << i for i, leg in enumerate(names)}
 
     def mask(legs) -> int:
         return sum(bit[leg] for leg in legs)
 
-    def dim(legs) -> int:
-        return int(np.prod([sizes[leg] for leg in legs], dtype=np.int64))
-
     by_sides: dict[frozenset, tuple[list[_Job], list[tuple[str, ...]]]] = {}
     trivial: list[_Job] = []
     for job in jobs:
-        left = tuple(leg for leg in job.cut.left if sizes[leg] > 1)
-        right = tuple(leg for leg in job.cut.right if sizes[leg] > 1)
+        left, right = layout.squeezed(job.cut.left), layout.squeezed(job.cut.right)
         if dim(left) == 1 or dim(right) == 1:
             trivial.append(job)
             continue

@@ -328,8 +328,7 @@ def _matrix_signature(shape: Sequence[int], legs: LegsSpec,
     convolution are one ``out|in`` matrix) matricise to the same array, so they
     give the same kernel bit for bit and are evaluated once."""
     layout = layout_of(shape, legs)
-    sizes = dict(zip(layout.names, layout.sizes, strict=True))
-    return [[[leg for leg in cut.left if sizes[leg] > 1], chi]
+    return [[layout.squeezed(cut.left), chi]
             for cut, chi in zip(parse_cuts(list(metrics.cuts), layout), metrics.chi,
                                 strict=True)]
 

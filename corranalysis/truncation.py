@@ -287,7 +287,7 @@ def truncate(
             chi_maxes.append(chi_max)
             losses.append(0.0)
             continue
-        key = (cut.label,)
+        key = layout.squeezed(cut.left)  # equivalent cuts share one matrix and its SVD
         if i == 0 and _svd_cache is not None and key in _svd_cache:
             svd = _svd_cache[key]
         else:
