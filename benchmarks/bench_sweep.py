@@ -3,7 +3,7 @@
 Two models with random weights (eval mode): a ``resnet18``-shaped network and a
 ``cnn4``. The grid is the chosen layers × every natural cut × 5 keep specs,
 single-layer trials. The naive path applies each trial with ``truncated`` and runs
-the whole network over the test images; the fast path is ``corranalysis.sweeps``
+the whole network over the test images; the fast path is ``corranalysis.sweep``
 (batch-major prefix/suffix evaluation, one SVD per (layer, cut), identical or
 no-op truncations evaluated once). Prints both times, the ratio and the largest
 accuracy difference per model; the last line is JSON for the resnet18 run:
@@ -21,9 +21,9 @@ import time
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from corranalysis.evaluation import evaluate
 from corranalysis.models import create
-from corranalysis.sweeps import build_trials, sweep
+from corranalysis.runtime import evaluate
+from corranalysis.sweep import build_trials, sweep
 from corranalysis.truncation import truncated
 
 KEEPS = "frac=0.75,frac=0.5,frac=0.25,frac=0.1,loss=0.05"

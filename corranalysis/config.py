@@ -22,17 +22,24 @@ class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
-class TrainConfig(_Section):
+class _OptimSection(_Section):
+    """Optimiser settings; a key left out (None) takes the runtime's default
+    (``corranalysis.runtime.Optim``, which also checks the ranges)."""
+
+    optimizer: Literal["sgd", "adam", "adamw"] | None = None
+    lr: Annotated[float, Field(gt=0)] | None = None
+    momentum: Annotated[float, Field(ge=0, lt=1)] | None = None
+    weight_decay: Annotated[float, Field(ge=0)] | None = None
+    schedule: Literal["cosine", "step", "constant"] | None = None
+    warmup: Annotated[float, Field(ge=0, lt=1)] | None = None
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] | None = None
+    batch_size: PositiveInt | None = None
+
+
+class TrainConfig(_OptimSection):
     """How the model is trained (stage ``train``)."""
 
-    epochs: PositiveInt = 8
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: Annotated[float, Field(gt=0)] = 0.05
-    momentum: Annotated[float, Field(ge=0, lt=1)] = 0.9
-    weight_decay: Annotated[float, Field(ge=0)] = 5e-4
-    schedule: Literal["cosine", "step"] = "cosine"
-    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
-    batch_size: PositiveInt = 128
+    epochs: PositiveInt = 10
     train_size: PositiveInt | None = None
 
 
@@ -62,15 +69,14 @@ class LinkageConfig(_Section):
     delta: Annotated[float, Field(gt=0, le=100)] = 1.0
 
 
-class RetrainConfig(_Section):
-    """Re-training from a truncated model (stage ``retrain``)."""
+class RetrainConfig(_OptimSection):
+    """Re-training from a truncated model (stage ``retrain``); optimiser keys left out take
+    ``corranalysis.retrain.FINE_TUNE``."""
 
     epochs: Annotated[int, Field(ge=0)] = 3
-    modes: list[Literal["dense", "projected"]] = ["dense", "projected"]
+    modes: list[Literal["dense", "projected", "local"]] = ["dense", "projected"]
     plan: Literal["auto"] | dict[str, Any] = "auto"
     min_drop: Annotated[float, Field(ge=0, le=100)] = 10.0
-    lr: Annotated[float, Field(gt=0)] = 0.01
-    batch_size: PositiveInt = 128
     train_size: PositiveInt | None = None
 
 

@@ -16,34 +16,47 @@ import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 import torch
+import xarray as xr
 import yaml
 from rich.console import Console
 
 from .config import StudyConfig, load_config
 from .errors import InputError
-from .io import atomic_path, read_netcdf, write_json, write_netcdf
+from .io import read_netcdf, write_json, write_netcdf
+from .kernels import extract_kernels
+from .linkage import link
+from .provenance import file_sha256, package_versions
+from .report import build_report
+from .retrain import FINE_TUNE, auto_plan, retrain
+from .runtime import BATCH_SIZE, Optim, Trained, evaluate, load_trained, save_state_dict, train
+from .spectra import compute_spectra
+from .sweep import sweep
 
-STAGES = ("train", "spectra", "sweep", "linkage", "retrain", "report")
-OUTPUTS = {
-    "train": "model.pt",
-    "spectra": "spectra.nc",
-    "sweep": "sweep.nc",
-    "linkage": "linkage.nc",
-    "retrain": "recovery.nc",
-    "report": None,
-}
-UPSTREAM = {
-    "train": (),
-    "spectra": ("train",),
-    "sweep": ("train",),
-    "linkage": ("spectra", "sweep"),
-    "retrain": ("train", "sweep"),
-    "report": ("train", "spectra", "sweep", "linkage", "retrain"),
-}
+
+@dataclass(frozen=True)
+class Stage:
+    """One stage of the study: the stages whose outputs it reads and the file it writes."""
+
+    name: str
+    upstream: tuple[str, ...]
+    output: str | None
+
+
+#: The study's stages in order: what each reads and writes. The one table of run files.
+STAGES: dict[str, Stage] = {s.name: s for s in (
+    Stage("train", (), "model.pt"),
+    Stage("spectra", ("train",), "spectra.nc"),
+    Stage("sweep", ("train",), "sweep.nc"),
+    Stage("linkage", ("spectra", "sweep"), "linkage.nc"),
+    Stage("retrain", ("train", "sweep"), "recovery.nc"),
+    Stage("report", ("train", "spectra", "sweep", "linkage", "retrain"), None),
+)}
 
 
 def _hash(obj: Any) -> str:
@@ -57,8 +70,10 @@ class Study:
         self.config = config
         self.run_dir = config.run_dir
         self.console = console or Console(stderr=True)
-        self._loaders = None
-        self._model = None
+        self.train_optim = Optim.from_mapping(config.section("train"))
+        # the optimiser settings are validated here, before any stage runs
+        self.retrain_optim = Optim.from_mapping(FINE_TUNE.as_dict(), **{
+            k: v for k, v in config.section("retrain").items() if v is not None})
 
     # ------------------------------------------------------------------ bookkeeping
     @property
@@ -88,12 +103,12 @@ class Study:
         records = self.records()
         # an upstream stage that reran (new finish time) invalidates this one
         upstream = {name: [records.get(name, {}).get(k) for k in ("hash", "finished")]
-                    for name in UPSTREAM[stage]}
+                    for name in STAGES[stage].upstream}
         return _hash({"inputs": self.stage_inputs(stage), "upstream": upstream})
 
     def is_done(self, stage: str) -> bool:
         record = self.records().get(stage)
-        output = OUTPUTS[stage]
+        output = STAGES[stage].output
         if not record or record.get("hash") != self.stage_hash(stage):
             return False
         if output is None:
@@ -112,26 +127,13 @@ class Study:
         write_json(records, self.stages_file)
 
     # ------------------------------------------------------------------ shared inputs
-    def loaders(self):
-        if self._loaders is None:
-            from .data import make_loaders
-
-            c = self.config
-            self._loaders = make_loaders(
-                c.dataset, batch_size=c.train.batch_size, eval_batch_size=c.eval_batch_size,
-                data_dir=c.data_dir, train_size=c.train.train_size, test_size=c.test_size,
-                seed=c.seed, device=c.device)
-        return self._loaders
-
-    def model(self) -> torch.nn.Module:
-        """The trained model (fresh copy each call) loaded from the run's checkpoint."""
-        from .checkpoints import load_into
-        from .models import resolve_model
-
-        info = self.loaders()[2]
-        model = resolve_model(self.config.model, info.in_channels, info.num_classes)
-        load_into(model, self.run_dir / "model.pt")
-        return model.eval()
+    def trained(self, train_size: int | None = None, batch_size: int | None = None) -> Trained:
+        """The run's trained model (a fresh copy each call) with the study's data."""
+        c = self.config
+        return load_trained(self.run_dir / "model.pt", c.model, c.dataset,
+                            batch_size=batch_size, eval_batch_size=c.eval_batch_size,
+                            train_size=train_size, test_size=c.test_size, data_dir=c.data_dir,
+                            seed=c.seed, device=c.device)
 
     # ------------------------------------------------------------------ stages
     def stage_train(self, force: bool) -> None:
@@ -140,92 +142,67 @@ class Study:
         if c.checkpoint:
             self._adopt_checkpoint(Path(c.checkpoint))
             return
-        from .training import train
-
         t = c.train
-        train(c.model, c.dataset, epochs=t.epochs, out=self.run_dir, optimizer=t.optimizer,
-              lr=t.lr, momentum=t.momentum, weight_decay=t.weight_decay, schedule=t.schedule,
-              label_smoothing=t.label_smoothing, batch_size=t.batch_size,
-              eval_batch_size=c.eval_batch_size, train_size=t.train_size, test_size=None,
-              seed=c.seed, device=c.device, data_dir=c.data_dir, overwrite=True, progress=True,
-              num_threads=c.threads)
+        train(c.model, c.dataset, epochs=t.epochs, out=self.run_dir, **self.train_optim.as_dict(),
+              batch_size=t.batch_size or BATCH_SIZE, eval_batch_size=c.eval_batch_size,
+              train_size=t.train_size, test_size=None, seed=c.seed, device=c.device,
+              data_dir=c.data_dir, overwrite=True, progress=True, num_threads=c.threads)
 
     def _adopt_checkpoint(self, src: Path) -> None:
         """Check that ``src`` fits the model, evaluate it, then copy it in as ``model.pt``."""
-        from .checkpoints import load_into, load_state_dict
-        from .models import resolve_model
-        from .provenance import file_sha256, package_versions
-        from .training import evaluate
-
         if not src.is_file():
             raise InputError(f"checkpoint {str(src)!r} (config key 'checkpoint') does not exist")
         c = self.config
-        state = load_state_dict(src)
-        info = self.loaders()[2]
-        model = resolve_model(c.model, info.in_channels, info.num_classes)
-        load_into(model, state)
-        accuracy, loss = evaluate(model.eval(), self.loaders()[1], c.device)
-        with atomic_path(self.run_dir / "model.pt") as tmp:
-            torch.save(state, tmp)
+        trained = load_trained(src, c.model, c.dataset, eval_batch_size=c.eval_batch_size,
+                               test_size=c.test_size, data_dir=c.data_dir, seed=c.seed,
+                               device=c.device)
+        result = evaluate(trained.model, trained.test, trained.device)
+        save_state_dict(trained.model, self.run_dir / "model.pt")
+        info = trained.info
         write_json({"model": c.model, "dataset": c.dataset, "in_channels": info.in_channels,
                     "num_classes": info.num_classes, "checkpoint": str(src),
-                    "checkpoint_sha256": file_sha256(src), "test_accuracy": accuracy,
-                    "test_loss": loss, "test_size": c.test_size,
+                    "checkpoint_sha256": file_sha256(src), "test_accuracy": result.accuracy,
+                    "test_loss": result.loss, "test_size": c.test_size,
                     "package_versions": package_versions()}, self.run_dir / "run.json")
 
     def stage_spectra(self, force: bool) -> None:
-        from .kernels import extract_kernels
-        from .spectra import compute_spectra
-
         s = self.config.spectra
-        kernels = extract_kernels(self.model(), layers=s.layers, kinds=s.kinds)
+        kernels = extract_kernels(self.trained().model, layers=s.layers, kinds=s.kinds)
         ds = compute_spectra(kernels, legs=s.legs, cuts=s.cuts, device=self.config.device,
                              progress=True)
         write_netcdf(ds, self.run_dir / "spectra.nc")
 
     def stage_sweep(self, force: bool) -> None:
-        from .sweeps import sweep
-
         s = self.config.sweep
         out = self.run_dir / "sweep.nc"
         if force:
             out.unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "sweep.nc.parts", ignore_errors=True)
-        sweep(self.model(), self.loaders()[1], layers=s.layers, cuts=s.cuts, keeps=s.keeps,
+        trained = self.trained()
+        sweep(trained.model, trained.test, layers=s.layers, cuts=s.cuts, keeps=s.keeps,
               device=self.config.device, plans=s.plans, kinds=s.kinds, out=out, resume=True,
               workers=s.workers, progress=True, config=self.config.model_dump(mode="json"))
 
     def stage_linkage(self, force: bool) -> None:
-        from .linkage import link
-
         ds = link(read_netcdf(self.run_dir / "sweep.nc"), read_netcdf(self.run_dir / "spectra.nc"),
                   delta=self.config.linkage.delta)
         write_netcdf(ds, self.run_dir / "linkage.nc")
 
     def stage_retrain(self, force: bool) -> None:
-        import pandas as pd
-        import xarray as xr
-
-        from .data import make_loaders
-        from .recovery import auto_plan, retrain
-
         c, r = self.config, self.config.retrain
         plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.min_drop)
                 if r.plan == "auto" else r.plan)
-        train_loader, test_loader, _ = make_loaders(
-            c.dataset, batch_size=r.batch_size, eval_batch_size=c.eval_batch_size,
-            data_dir=c.data_dir, train_size=r.train_size, test_size=c.test_size, seed=c.seed,
-            device=c.device)
-        parts = [retrain(self.model(), plan, train_loader, test_loader, r.epochs, mode=mode,
-                         lr=r.lr, seed=c.seed, device=c.device, progress=True)
-                 for mode in r.modes]
+        parts = []
+        for mode in r.modes:
+            trained = self.trained(train_size=r.train_size, batch_size=r.batch_size)
+            parts.append(retrain(trained.model, plan, trained.train, trained.test, r.epochs,
+                                 mode=mode, optim=self.retrain_optim, seed=c.seed, device=c.device,
+                                 progress=True))
         ds = xr.concat(parts, dim=pd.Index(list(r.modes), name="mode"),
                        combine_attrs="drop_conflicts")
         write_netcdf(ds, self.run_dir / "recovery.nc")
 
     def stage_report(self, force: bool) -> str:
-        from .report import build_report
-
         out = self.config.report.out
         return str(build_report(self.run_dir, out_dir=Path(out) if out else None))
 

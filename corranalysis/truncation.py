@@ -30,9 +30,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .cuts import Cut, matricize, parse_cut, unmatricize
 from .errors import InputError
-from .legs import LegLayout, LegsSpec, fine_grain, natural_legs
+from .kernels import (
+    Cut,
+    LegLayout,
+    LegsSpec,
+    fine_grain,
+    matricize,
+    natural_legs,
+    parse_cut,
+    select_cuts,
+    unmatricize,
+)
 from .spectra import norm_loss_curve
 
 KeepKind = Literal["chi", "frac", "loss"]
@@ -442,8 +451,6 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         layout = layout_of(shape, legs)
         cuts_spec = spec["cuts"]
         if cuts_spec in ("all", "contiguous"):
-            from .cuts import select_cuts
-
             cut_list = select_cuts(layout.names, cuts_spec)
         else:
             cut_list = parse_cuts(cuts_spec, layout, where=f"plan, layer {name!r}: ")

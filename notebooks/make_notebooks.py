@@ -68,7 +68,7 @@ NOTEBOOKS = {
                "keeping fewer and fewer singular values, and measure test accuracy on real "
                "Fashion-MNIST images."),
         ("code", SETUP),
-        ("code", "from corranalysis.checkpoints import load_into\n"
+        ("code", "from corranalysis.kernels import load_into\n"
                  "from corranalysis.data import make_loaders\n"
                  "from corranalysis.models import create\n\n"
                  "_, test_loader, info = make_loaders(config.dataset, test_size=300, "
@@ -96,7 +96,7 @@ NOTEBOOKS = {
                "widths."),
         ("code", SETUP.replace('only=["train"]', 'only=None') + "\n"
                  "ca.run_study(config)  # skips every stage already done"),
-        ("code", "from corranalysis import figures\n"
+        ("code", "from corranalysis.report import figures\n"
                  "from corranalysis.report import build_figures\n\n"
                  "paths = build_figures(RUN, RUN / 'paper')\n"
                  "sorted(p.name for p in paths)"),

@@ -9,8 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from corranalysis import InputError, all_cuts, contiguous_cuts, parse_cut, select_cuts
-from corranalysis.cuts import MAX_ALL_LEGS, matricize, n_cuts, unmatricize
-from corranalysis.legs import fine_grain
+from corranalysis.kernels import MAX_ALL_LEGS, fine_grain, matricize, n_cuts, unmatricize
 
 CONV = ["out", "in", "kh", "kw"]
 

@@ -13,8 +13,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
 from test_report import example  # noqa: E402
 
-from corranalysis import figures as F  # noqa: E402
 from corranalysis.io import read_netcdf  # noqa: E402
+from corranalysis.report import figures as F  # noqa: E402
 
 
 @pytest.fixture(scope="module")

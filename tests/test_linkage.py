@@ -13,7 +13,7 @@ from corranalysis.errors import InputError
 from corranalysis.kernels import extract_kernels
 from corranalysis.linkage import link
 from corranalysis.spectra import compute_spectra
-from corranalysis.sweeps import sweep
+from corranalysis.sweep import sweep
 
 FRACS = [1.0, 0.5, 0.25]
 

@@ -26,10 +26,10 @@ from corranalysis.errors import InputError  # noqa: E402
 from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
 from corranalysis.kernels import extract_kernels  # noqa: E402
 from corranalysis.linkage import link  # noqa: E402
-from corranalysis.recovery import retrain  # noqa: E402
 from corranalysis.report import build_report, load_run  # noqa: E402
+from corranalysis.retrain import retrain  # noqa: E402
 from corranalysis.spectra import compute_spectra  # noqa: E402
-from corranalysis.sweeps import sweep  # noqa: E402
+from corranalysis.sweep import sweep  # noqa: E402
 from corranalysis.tensorize.run import results_dataset  # noqa: E402
 
 STEMS = ("spectra", "entropy", "norm_loss", "accuracy_vs_norm_loss", "accuracy_vs_kept_fraction",
@@ -166,8 +166,8 @@ def test_report_contents(built):
 @pytest.fixture
 def fast_figures(monkeypatch):
     """Skip drawing: the figure files are stubs (for tests of the report's plumbing)."""
-    import corranalysis.report as report
-    from corranalysis.figures import figure_makers
+    from corranalysis.report import _build as report
+    from corranalysis.report.figures import figure_makers
 
     def stub(datasets, out_dir, formats=("png", "pdf"), width=None, layers=None):
         stems = list(figure_makers(datasets, width, layers))
@@ -198,7 +198,7 @@ def test_report_default_location_is_reports_name(built, tmp_path, monkeypatch, f
 
 def test_failure_leaves_no_half_written_report(built, tmp_path, monkeypatch, fast_figures):
     run, report = built
-    import corranalysis.report as module
+    from corranalysis.report import _build as module
 
     def boom(*args, **kwargs):
         raise RuntimeError("disk full")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import json
-import sys
 import types
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,9 +18,9 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from corranalysis.cli import main
 from corranalysis.errors import InputError
-from corranalysis.evaluation import evaluate
-from corranalysis.recovery import auto_plan, retrain
-from corranalysis.sweeps import sweep
+from corranalysis.retrain import auto_plan, retrain
+from corranalysis.runtime import Optim, evaluate
+from corranalysis.sweep import sweep
 from corranalysis.truncation import truncated
 
 PLAN = {"0": {"cuts": ["out|in,kh,kw"], "keep": "chi=1"},
@@ -40,7 +39,7 @@ def test_epoch_zero_is_the_truncated_start_and_epochs_are_recorded():
     model = tiny_cnn()
     with truncated(model, PLAN):
         start = evaluate(model, learnable(seed=1))
-    ds = retrain(model, PLAN, learnable(), learnable(seed=1), epochs=2, lr=0.05)
+    ds = retrain(model, PLAN, learnable(), learnable(seed=1), epochs=2, optim=Optim(lr=0.05))
     assert list(ds.epoch.values) == [0, 1, 2] and ds.accuracy.dims == ("epoch",)
     assert float(ds.accuracy[0]) == start.accuracy and np.isnan(ds.train_loss[0])
     assert float(ds.norm_loss.isel(epoch=0).max()) < 1e-10  # float32 round-off only
@@ -50,9 +49,10 @@ def test_epoch_zero_is_the_truncated_start_and_epochs_are_recorded():
 
 
 def test_dense_moves_off_the_compressed_structure_projected_stays_on_it():
-    dense = retrain(tiny_cnn(), PLAN, learnable(), learnable(seed=1), epochs=2, lr=0.05)
+    dense = retrain(tiny_cnn(), PLAN, learnable(), learnable(seed=1), epochs=2,
+                    optim=Optim(lr=0.05))
     model = tiny_cnn()
-    proj = retrain(model, PLAN, learnable(), learnable(seed=1), epochs=2, lr=0.05,
+    proj = retrain(model, PLAN, learnable(), learnable(seed=1), epochs=2, optim=Optim(lr=0.05),
                    mode="projected")
     assert float(dense.norm_loss.isel(epoch=-1).max()) > 1e-6
     assert float(proj.norm_loss.max()) < 1e-10
@@ -63,7 +63,7 @@ def test_dense_moves_off_the_compressed_structure_projected_stays_on_it():
 
 def test_training_recovers_accuracy():
     model = tiny_cnn()
-    ds = retrain(model, PLAN, learnable(n=192), learnable(n=192), epochs=4, lr=0.05)
+    ds = retrain(model, PLAN, learnable(n=192), learnable(n=192), epochs=4, optim=Optim(lr=0.05))
     assert float(ds.accuracy[-1]) > float(ds.accuracy[0])
 
 
@@ -78,12 +78,15 @@ def test_auto_plan_picks_the_most_aggressive_trial_dropping_at_least_10_points()
 
 
 @pytest.mark.parametrize("kwargs, words", [
-    ({"mode": "frozen"}, "dense, projected"), ({"optimizer": "lbfgs"}, "sgd, adam"),
+    ({"mode": "frozen"}, "dense, projected, local"),
+    ({"optim": {"optimizer": "lbfgs"}}, "sgd, adam"),
     ({"epochs": -1}, "epochs"),
 ])
 def test_retrain_bad_arguments(kwargs, words):
     args = {"epochs": 1, **kwargs}
     with pytest.raises(InputError, match=words):
+        if "optim" in args:
+            args["optim"] = Optim(**args["optim"])
         retrain(tiny_cnn(), PLAN, learnable(), learnable(), **args)
 
 
@@ -104,17 +107,18 @@ def factory(in_channels: int = 1, num_classes: int = 10) -> nn.Module:
 @pytest.fixture
 def fake_data(monkeypatch):
     """A stand-in ``corranalysis.data`` with one tiny synthetic data set ``tiny``."""
-    mod = types.ModuleType("corranalysis.data")
-    mod.DATASETS = {"tiny": _Info(), "rgb": _Info(in_channels=3)}
+    from corranalysis.runtime import _load
+
+    mod = types.SimpleNamespace(DATASETS={"tiny": _Info(), "rgb": _Info(in_channels=3)})
 
     def make_loaders(name, *, batch_size=256, eval_batch_size=1000, data_dir=None,
-                     train_size=None, test_size=None, seed=0, device="cpu"):
+                     train_size=None, test_size=None, seed=0, device="cpu", download=True):
         shape = (mod.DATASETS[name].in_channels, 8, 8)
         return learnable(shape=shape), learnable(seed=1, n=test_size or 96, shape=shape), \
             mod.DATASETS[name]
 
-    mod.make_loaders = make_loaders
-    monkeypatch.setitem(sys.modules, "corranalysis.data", mod)
+    monkeypatch.setattr(_load, "DATASETS", mod.DATASETS)
+    monkeypatch.setattr(_load, "make_loaders", make_loaders)
     return mod
 
 

@@ -16,7 +16,6 @@ from scipy.stats import ortho_group
 
 from corranalysis import (
     InputError,
-    _lapack,
     all_cuts,
     bond_spectra,
     compute_spectra,
@@ -25,9 +24,9 @@ from corranalysis import (
     kernel_mps,
     load,
     save,
-    spectra,
 )
-from corranalysis.spectra import reference_spectrum, spectral_measures
+from corranalysis.spectra import _compute as spectra
+from corranalysis.spectra import _lapack, reference_spectrum, spectral_measures
 
 CONV = ["out", "in", "kh", "kw"]
 

@@ -18,11 +18,11 @@ import xarray as xr
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-import corranalysis.sweeps as sweep_mod
 from corranalysis.errors import InputError
-from corranalysis.evaluation import evaluate_variants
 from corranalysis.models import BasicBlock
-from corranalysis.sweeps import build_trials, default_keeps, sweep
+from corranalysis.runtime import evaluate_variants
+from corranalysis.sweep import _sweep as sweep_mod
+from corranalysis.sweep import build_trials, default_keeps, sweep
 from corranalysis.truncation import truncate
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -162,7 +162,7 @@ def test_data_that_does_not_fit_the_model_is_an_input_error(tmp_path):
 SCRIPT = textwrap.dedent("""
     import sys, time
     sys.path.insert(0, {tests!r})
-    import corranalysis.sweeps as S
+    from corranalysis.sweep import _sweep as S
     from test_sweep import tiny_cnn, loader, KEEPS
     inner = S.run_chunk
     def slow(*a, **k):

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -14,10 +12,10 @@ import xarray as xr
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from corranalysis.checkpoints import load_into, load_state_dict
 from corranalysis.errors import InputError
+from corranalysis.kernels import load_into, load_state_dict
 from corranalysis.models import create
-from corranalysis.training import evaluate, train
+from corranalysis.runtime import evaluate, train
 
 SIDE = 8
 INFO = SimpleNamespace(in_channels=1, num_classes=4, image_size=SIDE)
@@ -69,7 +67,7 @@ def _run(out: Path, epochs: int = 2, kill_at: int | None = None, **kw):
 
 def test_train_writes_run(tmp_path):
     out = tmp_path / "run"
-    run = _run(out, epochs=2)
+    run = _run(out, epochs=2, warmup=0.0)
     assert sorted(p.name for p in out.iterdir()) == ["metrics.nc", "model.pt", "run.json"]
     assert json.loads((out / "run.json").read_text()) == json.loads(json.dumps(run))
     assert run["model"] == "cnn4" and run["epochs_completed"] == 2
@@ -87,11 +85,12 @@ def test_train_writes_run(tmp_path):
     ds.close()
     # the weights reproduce the recorded test accuracy
     model = load_into(create("cnn4", 1, 4, image_size=SIDE), out / "model.pt")
-    acc, loss = evaluate(model, loaders()[1], "cpu")
+    result = evaluate(model, loaders()[1], "cpu")
+    acc, loss = result.accuracy, result.loss
     assert acc == pytest.approx(run["test_accuracy"]) and loss == pytest.approx(run["test_loss"])
     # rerunning a complete run does nothing and returns the same record
     mtime = (out / "model.pt").stat().st_mtime_ns
-    assert _run(out, epochs=2) == run
+    assert _run(out, epochs=2, warmup=0.0) == run
     assert (out / "model.pt").stat().st_mtime_ns == mtime
 
 
@@ -123,7 +122,7 @@ def test_resume_after_interruption_equals_straight_run(tmp_path):
 
 def test_adam_step_schedule_and_label_smoothing(tmp_path):
     run = _run(tmp_path / "r", epochs=4, optimizer="adam", lr=1e-3, schedule="step",
-               label_smoothing=0.1)
+               label_smoothing=0.1, warmup=0.0)
     assert [h["lr"] for h in run["history"]] == pytest.approx([1e-3, 1e-3, 1e-4, 1e-5])
 
 
@@ -139,7 +138,7 @@ def test_different_run_refused_unless_overwrite(tmp_path):
 
 
 @pytest.mark.parametrize("kw, match", [
-    (dict(optimizer="rmsprop"), "optimizer 'rmsprop' is unknown; valid: sgd, adam"),
+    (dict(optimizer="rmsprop"), "optimizer 'rmsprop' is unknown; valid: sgd, adam, adamw"),
     (dict(schedule="linear"), "schedule 'linear' is unknown"),
     (dict(epochs=0), "epochs 0 is invalid"),
     (dict(lr=-1.0), "lr -1.0 is invalid"),
@@ -162,7 +161,8 @@ def test_evaluate_matches_manual_and_restores_mode():
     torch.manual_seed(0)
     model = nn.Sequential(nn.Flatten(), nn.Linear(SIDE * SIDE, 4)).train()
     test = loaders()[1]
-    acc, loss = evaluate(model, test, "cpu")
+    result = evaluate(model, test, "cpu")
+    acc, loss = result.accuracy, result.loss
     x, y = test.dataset.tensors
     with torch.no_grad():
         logits = model(x)
@@ -231,12 +231,12 @@ def stub_data(monkeypatch):
     """A stand-in ``corranalysis.data`` serving the synthetic set as ``fashion-mnist``."""
     info = SimpleNamespace(name="fashion-mnist", in_channels=1, image_size=SIDE, num_classes=4,
                            mean=(0.0,), std=(1.0,))
-    mod = types.ModuleType("corranalysis.data")
-    mod.DATASETS = {"fashion-mnist": info}
-    mod.make_loaders = lambda name, **kw: loaders()
-    mod.dataset_checksum = lambda name, data_dir=None: "stub-checksum"
-    monkeypatch.setitem(sys.modules, "corranalysis.data", mod)
-    return mod
+    from corranalysis.runtime import _load, _train
+
+    for module in (_load, _train):
+        monkeypatch.setattr(module, "DATASETS", {"fashion-mnist": info})
+        monkeypatch.setattr(module, "make_loaders", lambda name, **kw: loaders())
+    monkeypatch.setattr(_train, "dataset_checksum", lambda name, data_dir=None: "stub-checksum")
 
 
 def test_cli_train_then_evaluate(tmp_path, capsys, stub_data):
@@ -244,7 +244,7 @@ def test_cli_train_then_evaluate(tmp_path, capsys, stub_data):
     assert _cli("train", "--model", "cnn4", "--dataset", "fashion-mnist", "--epochs", "2",
                 "--out", out, "--device", "cpu", "--no-progress", "--threads", "1") == 0
     run = json.loads((out / "run.json").read_text())
-    assert run["dataset_checksum"] == "stub-checksum" and run["config"]["batch_size"] == 128
+    assert run["dataset_checksum"] == "stub-checksum" and run["config"]["batch_size"] == 32
     capsys.readouterr()
     # --model and --dataset come from run.json beside the checkpoint
     assert _cli("evaluate", out / "model.pt", "--json", "--device", "cpu") == 0
@@ -270,3 +270,18 @@ def test_cli_unknown_dataset_and_bad_checkpoint_exit_2(tmp_path, capsys, stub_da
     assert "does not fit model CNN4" in capsys.readouterr().err
     assert _cli("evaluate", tmp_path / "c.pt", "--dataset", "fashion-mnist") == 2
     assert "give --model" in capsys.readouterr().err
+
+
+def test_cli_defaults_are_the_runtimes(tmp_path):
+    """The train verb shows and uses the runtime's one set of defaults."""
+    import inspect
+
+    from corranalysis.cli.train import train_cmd
+    from corranalysis.runtime import BATCH_SIZE, DEFAULT_OPTIM
+
+    shown = {name: p.default.default for name, p in inspect.signature(train_cmd).parameters.items()}
+    for key, value in DEFAULT_OPTIM.as_dict().items():
+        assert shown[key] == value, key
+    assert shown["batch_size"] == BATCH_SIZE
+    api = inspect.signature(train).parameters
+    assert {k: api[k].default for k in DEFAULT_OPTIM.as_dict()} == DEFAULT_OPTIM.as_dict()

@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from corranalysis.cuts import all_cuts
 from corranalysis.errors import InputError
+from corranalysis.kernels import all_cuts
 from corranalysis.truncation import (
     KeepSpec,
     apply_plan,

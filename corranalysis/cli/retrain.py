@@ -1,4 +1,4 @@
-"""``corranalysis retrain``: recovery curves of a truncated checkpoint (dense / projected)."""
+"""``corranalysis retrain``: recovery curves of a truncated checkpoint by mode."""
 
 from __future__ import annotations
 
@@ -7,28 +7,32 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InputError
-from ..io import check_output_path
 from ._app import app, console
 
 
 @app.command("retrain")
 def retrain_cmd(
     checkpoint: Path = typer.Argument(..., help="model.pt (a state_dict)"),
-    model: str = typer.Option(..., "--model", "-m", help="model name or package.module:factory"),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="data set name"),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="model name or package.module:factory "
+                                          "(default: from run.json beside the checkpoint)"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d",
+                                       help="data set name (default: from run.json)"),
     plan: str = typer.Option(..., help="plan file (YAML/JSON {layer: {cuts: [..], keep: "
                              "'frac=0.2'}}) or 'auto' (with --sweep)"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="epochs of re-training"),
     out: Path = typer.Option(..., "--out", "-o", help="recovery netCDF file to write"),
     sweep: Path | None = typer.Option(None, "--sweep", help="sweep file for --plan auto"),
     min_drop: float = typer.Option(10.0, help="--plan auto: accuracy drop (points) at least"),
-    mode: str = typer.Option("both", help="dense | projected | both"),
-    optimizer: str = typer.Option("sgd", help="sgd | adam"),
-    lr: float = typer.Option(0.01, help="learning rate"),
+    mode: list[str] = typer.Option(["dense", "projected"], help="dense | projected | local "
+                                   "(repeatable, or 'all')"),
+    optimizer: str = typer.Option("sgd", help="sgd | adam | adamw"),
+    lr: float = typer.Option(0.002, help="peak learning rate (after warm-up)"),
     momentum: float = typer.Option(0.9, help="SGD momentum"),
-    weight_decay: float = typer.Option(0.0, help="L2 weight decay"),
-    batch_size: int = typer.Option(128, help="training batch size"),
+    weight_decay: float = typer.Option(5e-4, help="L2 weight decay"),
+    schedule: str = typer.Option("cosine", help="cosine | step | constant"),
+    warmup: float = typer.Option(0.1, help="fraction of the steps spent in linear warm-up"),
+    batch_size: int = typer.Option(32, help="training batch size"),
     eval_batch_size: int = typer.Option(1000, help="evaluation batch size"),
     train_size: int | None = typer.Option(None, help="seeded training subset size"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
@@ -40,35 +44,38 @@ def retrain_cmd(
     """Truncate a checkpoint by a plan, re-train it and record test accuracy per epoch."""
     import xarray as xr
 
-    from ..io import write_netcdf
-    from ..recovery import MODES, plan_from_option, retrain
-    from ..sweeps import load_checkpoint_and_data
+    from ..errors import InputError, check_opt
+    from ..io import check_output_path, write_netcdf
+    from ..retrain import MODES, plan_from_option, retrain
+    from ..runtime import Optim, load_trained
     from ..truncation import resolve_plan
 
     check_output_path(out)
-    modes = list(MODES) if mode == "both" else [mode]
-    if any(m not in MODES for m in modes):
-        raise InputError(f"--mode {mode!r} is unknown; valid: dense, projected, both")
+    modes = list(MODES) if mode == ["all"] else list(dict.fromkeys(mode))
+    for m in modes:
+        check_opt("--mode", m, MODES)
     if epochs < 0:
         raise InputError(f"--epochs {epochs}: must be >= 0")
+    optim = Optim(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
+                  schedule=schedule, warmup=warmup)
     chosen = plan_from_option(plan, str(sweep) if sweep else None, min_drop)
-    net, train_loader, test_loader = load_checkpoint_and_data(
-        checkpoint, model, dataset, test_size=test_size, train_size=train_size,
-        batch_size=batch_size, eval_batch_size=eval_batch_size,
-        data_dir=str(data_dir) if data_dir else None, seed=seed, device=device)
-    resolved = resolve_plan(net, chosen)
+    trained = load_trained(checkpoint, model, dataset, batch_size=batch_size,
+                           eval_batch_size=eval_batch_size, train_size=train_size,
+                           test_size=test_size, data_dir=data_dir, seed=seed, device=device)
+    if trained.test is None:
+        raise InputError(f"retrain {str(checkpoint)!r}: give --dataset (no run.json beside it)")
+    resolved = resolve_plan(trained.model, chosen)
     console.print(f"plan: {resolved.to_json()}")
     results = []
     for m in modes:
-        ds = retrain(copy.deepcopy(net), resolved, train_loader, test_loader, epochs, m,
-                     optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
-                     device=device, seed=seed, progress=progress)
+        ds = retrain(copy.deepcopy(trained.model), resolved, trained.train, trained.test, epochs,
+                     m, optim=optim, device=trained.device, seed=seed, progress=progress)
         console.print(f"{m}: accuracy " + " → ".join(f"{a:.4f}" for a in ds.accuracy.values)
                       + f" (untruncated {ds.attrs['baseline_accuracy']:.4f})")
         results.append(ds)
     out_ds = xr.concat(results, dim=xr.DataArray(modes, dims="mode", name="mode"),
                        combine_attrs="drop_conflicts")
-    out_ds.attrs.update(checkpoint=str(checkpoint), model=model, dataset=dataset,
-                        modes=",".join(modes), plan_source=plan)
+    out_ds.attrs.update(checkpoint=str(checkpoint), model=trained.model_spec,
+                        dataset=str(trained.dataset), modes=",".join(modes), plan_source=plan)
     write_netcdf(out_ds, out)
     console.print(f"wrote {out}")

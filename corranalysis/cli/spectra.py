@@ -4,19 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 import typer
-from rich.table import Table
 
-from ..errors import InputError
-from ..io import check_output_path, write_netcdf
-from ..kernels import extract_kernels
 from ._app import app, console
-from ._common import cut_labels, model_for_checkpoint
 
 
-def summary_table(spectra) -> Table:
+def summary_table(spectra):
     """Per layer: shape, number of cuts, entropy range, lowest effective rank / chi_max."""
+    import numpy as np
+    from rich.table import Table
+
     table = Table(title="spectra", show_lines=False)
     for col in ("layer", "kind", "shape", "cuts", "entropy min", "entropy max",
                 "min eff.rank/chi_max"):
@@ -47,14 +44,18 @@ def spectra(
     method: str = typer.Option("fast", help="fast | quimb (reference)"),
 ) -> None:
     """Singular-value spectra of every kernel across every cut, saved as netCDF."""
+    from ..errors import InputError
+    from ..io import check_output_path, write_netcdf
+    from ..kernels import as_cuts, extract_kernels
+    from ..runtime import load_trained
     from ..spectra import compute_spectra
 
     check_output_path(out)
     if not source.exists():
         raise InputError(f"source {str(source)!r} does not exist")
-    module = model_for_checkpoint(model, source) if model else None
+    module = load_trained(source, model, device="cpu", with_data=False).model if model else None
     kernels = extract_kernels(source, model=module, layers=layers, kinds=kinds)
-    ds = compute_spectra(kernels, legs=legs, cuts=cut_labels(cuts), device=device,
+    ds = compute_spectra(kernels, legs=legs, cuts=as_cuts(cuts), device=device,
                          method=method, progress=True)
     write_netcdf(ds, out)
     console.print(summary_table(ds))

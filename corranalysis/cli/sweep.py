@@ -5,16 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.table import Table
 
-from ..errors import InputError
-from ..io import check_output_path
 from ._app import app, console
-from ._common import cut_labels
 
 
-def summary_table(ds) -> Table:
+def summary_table(ds):
     """Per layer (single-layer trials): cuts, trials, best/worst accuracy."""
+    from rich.table import Table
+
     base = float(ds.attrs["baseline_accuracy"])
     table = Table(title=f"sweep (baseline accuracy {base:.4f})")
     for col in ("layer", "cuts", "trials", "min accuracy", "max norm loss within 1 pt"):
@@ -30,8 +28,11 @@ def summary_table(ds) -> Table:
 @app.command("sweep")
 def sweep_cmd(
     checkpoint: Path = typer.Argument(..., help="model.pt (a state_dict)"),
-    model: str = typer.Option(..., "--model", "-m", help="model name or package.module:factory"),
-    dataset: str = typer.Option(..., "--dataset", "-d", help="data set name"),
+    model: str | None = typer.Option(None, "--model", "-m",
+                                     help="model name or package.module:factory "
+                                          "(default: from run.json beside the checkpoint)"),
+    dataset: str | None = typer.Option(None, "--dataset", "-d",
+                                       help="data set name (default: from run.json)"),
     out: Path = typer.Option(..., "--out", "-o", help="sweep netCDF file to write"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
     layers: str | None = typer.Option(None, help="glob(s) on layer names, comma-separated"),
@@ -55,8 +56,11 @@ def sweep_cmd(
 ) -> None:
     """Truncate layers along cuts with keep specs and evaluate every trial on the test set."""
     from ..devices import resolve_device
-    from ..io import read_netcdf
-    from ..sweeps import CheckpointSource, sweep
+    from ..errors import InputError
+    from ..io import check_output_path, read_netcdf
+    from ..kernels import as_cuts
+    from ..runtime import run_record
+    from ..sweep import CheckpointSource, sweep
 
     check_output_path(out)
     if workers is not None and scheduler is not None:
@@ -64,13 +68,18 @@ def sweep_cmd(
     if batch_size < 1:
         raise InputError(f"--batch-size {batch_size}: must be >= 1")
     dev = str(resolve_device(device))
+    record = run_record(checkpoint)
+    model, dataset = model or record.get("model"), dataset or record.get("dataset")
+    if not model or not dataset:
+        raise InputError(f"sweep {str(checkpoint)!r}: give --model and --dataset (no run.json "
+                         "beside the checkpoint names them)")
     source = CheckpointSource(str(checkpoint), model, dataset, test_size, batch_size,
                               str(data_dir) if data_dir else None, seed,
                               "cpu" if (workers or scheduler) else dev)
     net, data = source.load()
     config = {"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
               "test_size": test_size, "batch_size": batch_size, "seed": seed}
-    sweep(net, data, layers=layers, cuts=cut_labels(cuts), keeps=keeps, device=dev, plans=plans,
+    sweep(net, data, layers=layers, cuts=as_cuts(cuts), keeps=keeps, device=dev, plans=plans,
           kinds=kinds, legs=legs, out=out, resume=resume, workers=workers, scheduler=scheduler,
           method=method, progress=progress,
           source=source if (workers or scheduler) else None, config=config)

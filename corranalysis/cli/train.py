@@ -1,4 +1,4 @@
-"""CLI verbs ``train`` and ``evaluate``: shells over :mod:`corranalysis.training`."""
+"""CLI verbs ``train`` and ``evaluate``: shells over :mod:`corranalysis.runtime`."""
 
 from __future__ import annotations
 
@@ -7,8 +7,10 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InputError
 from ._app import app, console
+
+# The defaults shown here are the runtime's (corranalysis.runtime.DEFAULT_OPTIM, BATCH_SIZE);
+# tests/test_training.py checks that they agree.
 
 
 @app.command("train")
@@ -20,13 +22,14 @@ def train_cmd(
                                 help="fashion-mnist, mnist, cifar10 or cifar100"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="number of epochs"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory (created)"),
-    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum) or adam"),
-    lr: float = typer.Option(0.05, help="peak learning rate"),
+    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw"),
+    lr: float = typer.Option(0.02, help="peak learning rate (after warm-up)"),
     momentum: float = typer.Option(0.9, help="SGD momentum"),
     weight_decay: float = typer.Option(5e-4, help="L2 weight decay"),
     schedule: str = typer.Option("cosine", help="cosine, step (×0.1 at 50%/75%) or constant"),
+    warmup: float = typer.Option(0.1, help="fraction of the steps spent in linear warm-up"),
     label_smoothing: float = typer.Option(0.0, help="label smoothing of the training loss"),
-    batch_size: int = typer.Option(128, help="training batch size"),
+    batch_size: int = typer.Option(32, help="training batch size"),
     eval_batch_size: int = typer.Option(1000, help="evaluation batch size"),
     train_size: int | None = typer.Option(None, help="seeded training subset size"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
@@ -38,30 +41,20 @@ def train_cmd(
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ) -> None:
     """Train a model; resumable (rerun the same command after an interruption)."""
-    from ..training import train
+    from ..runtime import train
 
     run = train(
         model, dataset, epochs=epochs, out=out, optimizer=optimizer, lr=lr, momentum=momentum,
-        weight_decay=weight_decay, schedule=schedule, label_smoothing=label_smoothing,
-        batch_size=batch_size, eval_batch_size=eval_batch_size, train_size=train_size,
-        test_size=test_size, seed=seed, device=device, data_dir=data_dir, overwrite=overwrite,
-        progress=progress, num_threads=threads,
+        weight_decay=weight_decay, schedule=schedule, warmup=warmup,
+        label_smoothing=label_smoothing, batch_size=batch_size, eval_batch_size=eval_batch_size,
+        train_size=train_size, test_size=test_size, seed=seed, device=device, data_dir=data_dir,
+        overwrite=overwrite, progress=progress, num_threads=threads,
     )
     console.print(
         f"{run['model']} on {run['dataset']}: test accuracy {run['test_accuracy']:.4f}, "
         f"test loss {run['test_loss']:.4f}, {run['epochs_completed']} epochs, "
         f"{run['wall_seconds']:.0f} s → {out}", highlight=False,
     )
-
-
-def _from_run_json(checkpoint: Path) -> dict:
-    path = checkpoint.parent / "run.json"
-    if not path.is_file():
-        return {}
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
 
 
 @app.command("evaluate")
@@ -79,31 +72,18 @@ def evaluate_cmd(
     as_json: bool = typer.Option(False, "--json", help="print a JSON object"),
 ) -> None:
     """Evaluate a checkpoint on a data set's test split: prints accuracy and loss."""
-    from ..checkpoints import load_into, load_state_dict
-    from ..data import DATASETS, make_loaders
-    from ..devices import resolve_device
-    from ..models import resolve_model
-    from ..training import evaluate
+    from ..errors import InputError
+    from ..runtime import evaluate, load_trained
 
-    run = _from_run_json(checkpoint)
-    model = model or run.get("model")
-    dataset = dataset or run.get("dataset")
-    if not model:
-        raise InputError(f"evaluate {str(checkpoint)!r}: give --model (no run.json beside it)")
-    if not dataset:
+    trained = load_trained(checkpoint, model, dataset, eval_batch_size=batch_size,
+                           test_size=test_size, data_dir=data_dir, seed=seed, device=device)
+    if trained.test is None:
         raise InputError(f"evaluate {str(checkpoint)!r}: give --dataset (no run.json beside it)")
-    if dataset not in DATASETS:
-        raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
-    state = load_state_dict(checkpoint)
-    info = DATASETS[dataset]
-    net = resolve_model(model, info.in_channels, info.num_classes, image_size=info.image_size)
-    load_into(net, state)
-    _, test_loader, _ = make_loaders(dataset, batch_size=batch_size, eval_batch_size=batch_size,
-                                     data_dir=data_dir, test_size=test_size, seed=seed,
-                                     device=str(resolve_device(device)))
-    accuracy, loss = evaluate(net, test_loader, device)
+    result = evaluate(trained.model, trained.test, trained.device)
     if as_json:
-        print(json.dumps({"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
-                          "accuracy": accuracy, "loss": loss}))
+        print(json.dumps({"checkpoint": str(checkpoint), "model": trained.model_spec,
+                          "dataset": trained.dataset, "accuracy": result.accuracy,
+                          "loss": result.loss, "n": result.n}))
     else:
-        print(f"accuracy {accuracy:.4f}  loss {loss:.4f}  ({model} on {dataset}, {checkpoint})")
+        print(f"accuracy {result.accuracy:.4f}  loss {result.loss:.4f}  "
+              f"({trained.model_spec} on {trained.dataset}, {checkpoint})")

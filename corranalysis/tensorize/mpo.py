@@ -19,7 +19,7 @@ from tensorly.decomposition import tensor_train_matrix
 from torch import nn
 
 from ..errors import InputError
-from ..legs import prime_factors
+from ..kernels import prime_factors
 
 
 def balanced_factors(n: int, sites: int) -> list[int]:

@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import fnmatch
 import os
-import pickle
-import zipfile
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 
 import numpy as np
 import torch
 import xarray as xr
 from torch import nn
 
-from .errors import InputError
-from .legs import natural_legs
+from ..errors import InputError
+from ._legs import natural_legs
+from ._readers import load_into, read_arrays
 
 KIND_OF_MODULE: dict[type, str] = {
     nn.Linear: "linear",
@@ -238,59 +236,6 @@ def kernels_from_arrays(
     return _tree(nodes, {"source": source})
 
 
-def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
-    """A state_dict from a torch checkpoint, loaded with ``weights_only=True``.
-
-    Accepts a plain state_dict or ``{"state_dict": ...}`` / ``{"model": ...}``. A
-    pickle that needs arbitrary code is refused, never executed.
-    """
-    path = Path(path)
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        detail = [line for line in str(exc).splitlines() if "GLOBAL" in line]
-        if detail:
-            raise InputError(
-                f"checkpoint {str(path)!r} is refused: it needs arbitrary code to load "
-                f"({detail[0].strip()}); only tensors and plain containers are loaded "
-                "(torch.load weights_only=True)"
-            ) from exc
-        raise InputError(f"checkpoint {str(path)!r} cannot be read: not a torch "
-                         "checkpoint or corrupted") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
-    if isinstance(obj, Mapping):
-        for key in ("state_dict", "model_state_dict", "model"):
-            if key in obj and isinstance(obj[key], Mapping):
-                obj = obj[key]
-                break
-    if not (isinstance(obj, Mapping) and obj and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in obj.items())):
-        raise InputError(
-            f"checkpoint {str(path)!r} is not a state_dict: expected a mapping of parameter "
-            "names to tensors (or {'state_dict': ...}), got " + type(obj).__name__
-        )
-    return dict(obj)
-
-
-def _load_npz(path: Path) -> dict[str, np.ndarray]:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f".npz file {str(path)!r} cannot be read: {exc}") from exc
-
-
-def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return {k: v for k, v in load_file(str(path)).items()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f".safetensors file {str(path)!r} cannot be read: {exc}") from exc
-
-
 def extract_kernels(
     source: Source,
     model: nn.Module | None = None,
@@ -320,22 +265,9 @@ def extract_kernels(
     if isinstance(source, Mapping):
         arrays, name, is_sd = source, "arrays", True
     else:
-        path = Path(source)
-        if not path.exists():
-            raise InputError(f"source {str(path)!r} does not exist")
-        if not path.is_file() or not os.access(path, os.R_OK):
-            raise InputError(f"source {str(path)!r} is not a readable file")
-        suffix = path.suffix.lower()
-        if suffix == ".npz":
-            arrays, is_sd = _load_npz(path), False
-        elif suffix == ".safetensors":
-            arrays, is_sd = _load_safetensors(path), True
-        else:
-            arrays, is_sd = load_checkpoint(path), True
-        name = str(path)
+        arrays, is_sd = read_arrays(source)
+        name = str(source)
     if model is not None:
-        from .checkpoints import load_into
-
         load_into(model, {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor)
                           else v for k, v in arrays.items()})
         tree = kernels_from_module(model, layers, kinds, example_input)

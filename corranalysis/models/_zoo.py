@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = [
     "CNN4", "FC2", "LeNet5", "ResNet", "BasicBlock", "Bottleneck", "VGG16", "MODELS",

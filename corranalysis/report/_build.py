@@ -26,8 +26,8 @@ import numpy as np
 import xarray as xr
 import yaml
 
-from .errors import InputError
-from .io import read_netcdf
+from ..errors import InputError
+from ..io import read_netcdf
 
 #: Inputs the report needs: file -> the pipeline stage that writes it.
 REQUIRED = {"spectra.nc": "spectra", "sweep.nc": "sweep", "linkage.nc": "linkage",
@@ -445,7 +445,7 @@ def stage_rows(run: Run) -> list[tuple[str, str, str]]:
 def _env():
     import jinja2
 
-    return jinja2.Environment(loader=jinja2.PackageLoader("corranalysis", "templates"),
+    return jinja2.Environment(loader=jinja2.PackageLoader("corranalysis.report", "templates"),
                               autoescape=True, trim_blocks=True, lstrip_blocks=True,
                               undefined=jinja2.StrictUndefined)
 
@@ -490,7 +490,7 @@ def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
 
 
 def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
-    from . import __version__
+    from .. import __version__
 
     def fig(stem: str) -> dict[str, str]:
         return {"stem": stem, "title": _TITLES.get(stem, stem), "caption": CAPTIONS.get(stem, ""),

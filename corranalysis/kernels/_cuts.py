@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from .errors import InputError
+from ..errors import InputError
 
 MAX_ALL_LEGS = 20
 CUT_MODES = ("all", "contiguous")
@@ -105,19 +105,33 @@ def parse_cut(label: str, legs: Sequence[str]) -> Cut:
     return make_cut(legs, a)
 
 
+def as_cuts(cuts: CutsSpec | None) -> str | list[str]:
+    """A cuts option in its one typed form: ``"all"``, ``"contiguous"`` or a list of labels.
+
+    Accepts a mode, a label, ``';'``-separated labels, or a list of any of those (as the CLI's
+    repeatable ``--cuts`` gives them); None and an empty list mean ``"all"``.
+    """
+    items = [cuts] if isinstance(cuts, str) else list(cuts or [])
+    labels = [c.strip() for item in items for c in str(item).split(";") if c.strip()]
+    if not labels:
+        return "all"
+    if len(labels) == 1 and labels[0] in CUT_MODES:
+        return labels[0]
+    bad = [c for c in labels if "|" not in c]
+    if bad:
+        raise InputError(f"cuts={bad[0]!r} is unknown; valid: {', '.join(CUT_MODES)} or cut "
+                         "labels such as 'out,kh|in,kw'")
+    return labels
+
+
 def select_cuts(legs: Sequence[str], cuts: CutsSpec = "all") -> list[Cut]:
-    """Cuts of ``legs`` chosen by ``"all"``, ``"contiguous"`` or a list of labels."""
-    if isinstance(cuts, str):
-        if cuts == "all":
-            return all_cuts(legs)
-        if cuts == "contiguous":
-            return contiguous_cuts(legs)
-        if "|" not in cuts:
-            raise InputError(
-                f"cuts={cuts!r} is unknown; valid: {', '.join(CUT_MODES)} or cut labels"
-            )
-        cuts = [c for c in cuts.split(";")] if ";" in cuts else [cuts]
-    return [parse_cut(label, legs) for label in cuts]
+    """Cuts of ``legs`` chosen by ``"all"``, ``"contiguous"`` or labels (see :func:`as_cuts`)."""
+    spec = as_cuts(cuts)
+    if spec == "all":
+        return all_cuts(legs)
+    if spec == "contiguous":
+        return contiguous_cuts(legs)
+    return [parse_cut(label, legs) for label in spec]
 
 
 def _permute(x, perm: Sequence[int]):

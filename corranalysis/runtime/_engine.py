@@ -22,8 +22,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
+
+from ._evaluate import EvalResult, _Acc, batches, evaluate
 
 Variant = Mapping[str, torch.Tensor]
 
@@ -31,53 +32,6 @@ _INPLACE_FUNCS = {operator.iadd, operator.isub, operator.imul, operator.itruediv
                   operator.ifloordiv, operator.imod, operator.ipow, operator.iand,
                   operator.ior, operator.ixor, operator.ilshift, operator.irshift,
                   operator.imatmul, operator.setitem}
-
-
-@dataclass(frozen=True)
-class EvalResult:
-    """Accuracy (fraction correct in [0, 1]) and mean cross-entropy loss over ``n`` samples."""
-
-    accuracy: float
-    loss: float
-    n: int
-
-
-class _Acc:
-    """Accumulates correct counts and summed losses over batches, in batch order."""
-
-    def __init__(self) -> None:
-        self.correct = 0
-        self.loss = 0.0
-        self.n = 0
-
-    def add(self, logits: torch.Tensor, y: torch.Tensor) -> None:
-        self.correct += int((logits.argmax(dim=1) == y).sum().item())
-        self.loss += float(F.cross_entropy(logits, y, reduction="sum").item())
-        self.n += int(y.shape[0])
-
-    def result(self) -> EvalResult:
-        n = max(self.n, 1)
-        return EvalResult(self.correct / n, self.loss / n, self.n)
-
-
-def _batches(loader: Iterable, device: torch.device):
-    for batch in loader:
-        x, y = batch[0], batch[1]
-        yield x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-
-
-def _modules(model: nn.Module) -> dict[str, nn.Module]:
-    return dict(model.named_modules())
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, loader: Iterable, device: str | torch.device = "cpu") -> EvalResult:
-    """Accuracy and mean loss of ``model`` (eval mode) over ``loader`` — the naive reference."""
-    device = torch.device(device)
-    acc = _Acc()
-    for x, y in _batches(loader, device):
-        acc.add(model(x), y)
-    return acc.result()
 
 
 @torch.no_grad()
@@ -92,7 +46,7 @@ def evaluate_variants_naive(
     device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None,
 ) -> tuple[EvalResult, list[EvalResult]]:
     """Baseline and one full evaluation per variant (truncate, evaluate, restore)."""
-    modules = _modules(model)
+    modules = dict(model.named_modules())
     baseline = evaluate(model, loader, device)
     out = []
     for variant in variants:
@@ -299,6 +253,6 @@ def evaluate_variants(
     baseline = _Acc()
     accs = [_Acc() for _ in variants]
     tick = (lambda: progress(1)) if progress else None
-    for x, y in _batches(loader, device):
+    for x, y in batches(loader, device):
         engine.batch(x, y, baseline, by_group, accs, tick)
     return baseline.result(), [a.result() for a in accs]

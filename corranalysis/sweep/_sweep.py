@@ -32,15 +32,13 @@ import torch
 import xarray as xr
 from torch import nn
 
-from .cuts import select_cuts
-from .devices import resolve_device
-from .errors import InputError
-from .evaluation import evaluate_variants
-from .io import check_output_path, read_netcdf, write_json, write_netcdf
-from .kernels import select_layers
-from .legs import LegsSpec
-from .provenance import provenance
-from .truncation import (
+from ..devices import resolve_device
+from ..errors import InputError
+from ..io import check_output_path, read_netcdf, write_json, write_netcdf
+from ..kernels import LegsSpec, select_cuts, select_layers
+from ..provenance import provenance
+from ..runtime import check_data_fits, evaluate_variants, load_trained
+from ..truncation import (
     KeepLike,
     KeepSpec,
     Plan,
@@ -204,35 +202,6 @@ class ObjectSource(Source):
         return self.model, self.data
 
 
-def load_checkpoint_and_data(
-    checkpoint: str | Path, model: str, dataset: str, *, test_size: int | None = None,
-    train_size: int | None = None, batch_size: int = 128, eval_batch_size: int = 1000,
-    data_dir: str | Path | None = None, seed: int = 0, device: str | torch.device = "cpu",
-) -> tuple[nn.Module, Iterable, Iterable]:
-    """Model ``model`` sized for ``dataset`` with ``checkpoint`` loaded (eval mode), and the
-    data set's ``(train_loader, test_loader)``. InputError when the checkpoint or the data
-    set do not fit the model."""
-    from .checkpoints import load_into, load_state_dict
-    from .data import DATASETS, make_loaders
-    from .models import resolve_model
-
-    if dataset not in DATASETS:
-        raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
-    if not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {str(checkpoint)!r} does not exist")
-    state = load_state_dict(checkpoint)
-    info = DATASETS[dataset]
-    net = resolve_model(model, info.in_channels, info.num_classes, image_size=info.image_size)
-    load_into(net, state)
-    dev = resolve_device(device)
-    train_loader, test_loader, _ = make_loaders(
-        dataset, batch_size=batch_size, eval_batch_size=eval_batch_size, data_dir=data_dir,
-        train_size=train_size, test_size=test_size, seed=seed, device=str(dev))
-    net.to(dev).eval()
-    check_data_fits(net, test_loader, dev, what=f"data set {dataset!r}")
-    return net, train_loader, test_loader
-
-
 @dataclass
 class CheckpointSource(Source):
     """A checkpoint file and a named data set's test split (what Dask workers load once)."""
@@ -251,11 +220,10 @@ class CheckpointSource(Source):
         return json.dumps(self.__dict__, sort_keys=True, default=str)
 
     def load(self) -> tuple[nn.Module, Iterable]:
-        net, _, test = load_checkpoint_and_data(
-            self.checkpoint, self.model, self.dataset, test_size=self.test_size,
-            eval_batch_size=self.eval_batch_size, data_dir=self.data_dir, seed=self.seed,
-            device=self.device)
-        return net, test
+        trained = load_trained(self.checkpoint, self.model, self.dataset,
+                               test_size=self.test_size, eval_batch_size=self.eval_batch_size,
+                               data_dir=self.data_dir, seed=self.seed, device=self.device)
+        return trained.model, trained.test
 
 
 _CACHE: dict[str, tuple[nn.Module, Iterable]] = {}
@@ -461,24 +429,6 @@ def _n_samples(data: Iterable) -> int | None:
         return len(data.dataset)  # type: ignore[attr-defined]
     except (AttributeError, TypeError):
         return None
-
-
-def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
-                    what: str = "data") -> None:
-    """InputError when the first batch of ``data`` does not fit ``model``'s input."""
-    try:
-        x = next(iter(data))[0]
-    except StopIteration:
-        raise InputError(f"{what} is empty; give at least one sample") from None
-    try:
-        with torch.no_grad():
-            model.to(device).eval()(x[:2].to(device))
-    except (RuntimeError, ValueError) as exc:
-        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise InputError(
-            f"{what}: inputs of shape {tuple(x.shape[1:])} do not fit the model ({first}); "
-            "choose a data set with the model's input channels and image size"
-        ) from None
 
 
 def sweep(

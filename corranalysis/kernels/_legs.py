@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from .errors import InputError
+from ..errors import InputError
 
 LegsSpec = str | Mapping[str, Sequence[int]]
 LEG_MODES = ("natural", "prime", "binary")

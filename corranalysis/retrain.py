@@ -1,12 +1,18 @@
 """Recovery: re-train a truncated model and record test accuracy per epoch.
 
-Two modes: ``dense`` (the weights move freely after the truncation) and
-``projected`` (after every optimiser step the plan is re-applied at the χ it first
-resolved to, so each truncated kernel keeps its compressed correlation structure).
+Three modes, all on the runtime's one training loop (:func:`corranalysis.runtime.fit`):
+
+* ``dense``: the weights move freely after the truncation;
+* ``projected``: after every optimiser step the plan is re-applied at the χ it first resolved
+  to, so each truncated kernel keeps its compressed correlation structure;
+* ``local``: like ``projected``, but the objective is each truncated layer's output error
+  ‖W̃ ⋆ X − W ⋆ X‖² / ‖W ⋆ X‖² on the dense model's inputs X to that layer (summed over the
+  layers), so each layer learns to reproduce the dense layer, not the labels.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -17,13 +23,17 @@ import xarray as xr
 from torch import nn
 
 from .devices import resolve_device
-from .errors import InputError
-from .evaluation import evaluate
+from .errors import InputError, check_opt
+from .io import read_netcdf
 from .provenance import provenance
+from .runtime import Optim, evaluate, fit
 from .truncation import PlanLike, apply_plan, chi_plan, resolve_plan, truncate
 
-MODES = ("dense", "projected")
-OPTIMIZERS = ("sgd", "adam")
+__all__ = ["MODES", "FINE_TUNE", "auto_plan", "plan_from_option", "retrain"]
+
+MODES = ("dense", "projected", "local")
+#: Re-training defaults: a tenth of the training learning rate, same schedule and warm-up.
+FINE_TUNE = Optim(lr=0.002)
 
 
 def auto_plan(sweep_ds: xr.Dataset, min_drop: float = 10.0) -> dict[str, Any]:
@@ -52,6 +62,30 @@ def _layer_modules(model: nn.Module, names: Iterable[str]) -> dict[str, nn.Modul
     return {n: mods[n] for n in names}
 
 
+def _local_loss(dense: nn.Module, layers: list[str]):
+    """The ``local`` objective: summed relative output error of the truncated layers."""
+    dense_mods = dict(dense.named_modules())
+    inputs: dict[str, torch.Tensor] = {}
+    for name in layers:
+        dense_mods[name].register_forward_pre_hook(
+            lambda m, args, name=name: inputs.__setitem__(name, args[0].detach()))
+
+    def loss_fn(model: nn.Module, x: torch.Tensor, y: torch.Tensor):
+        mods = dict(model.named_modules())
+        with torch.no_grad():
+            dense(x)
+            logits = model(x)
+        total = x.new_zeros(())
+        for name in layers:
+            with torch.no_grad():
+                target = dense_mods[name](inputs[name])
+            err = mods[name](inputs[name]) - target
+            total = total + err.pow(2).sum() / target.pow(2).sum().clamp_min(1e-30)
+        return total, logits
+
+    return loss_fn
+
+
 def retrain(
     model: nn.Module,
     plan: PlanLike,
@@ -60,10 +94,7 @@ def retrain(
     epochs: int,
     mode: str = "dense",
     *,
-    optimizer: str = "sgd",
-    lr: float = 0.01,
-    momentum: float = 0.9,
-    weight_decay: float = 0.0,
+    optim: Optim = FINE_TUNE,
     device: str | torch.device = "auto",
     seed: int = 0,
     progress: bool = False,
@@ -72,31 +103,27 @@ def retrain(
 
     The model is modified in place (pass a copy to keep the original). Returns a dataset
     with dim ``epoch`` (0 = the truncated start): ``accuracy`` (fraction), ``loss`` and
-    ``train_loss`` (mean cross-entropy); with dims ``(epoch, layer)``: ``norm_loss``
-    (what re-applying the plan at its χ would discard now: 0 at epoch 0 and always 0 in
-    ``projected`` mode) and ``drift`` (‖W_e − W̃_0‖/‖W̃_0‖, movement away from the
-    truncated start). Attrs: mode, plan, chi plan, ``baseline_accuracy`` (untruncated).
+    ``train_loss`` (mean training objective of the epoch: cross-entropy, or the summed output
+    error in ``local`` mode); with dims ``(epoch, layer)``: ``norm_loss`` (what re-applying the
+    plan at its χ would discard now: 0 at epoch 0 and always 0 in ``projected``/``local``
+    mode) and ``drift`` (‖W_e − W̃_0‖/‖W̃_0‖, movement away from the truncated start). Attrs:
+    mode, plan, chi plan, the optimiser settings, ``baseline_accuracy`` (untruncated).
     """
-    if mode not in MODES:
-        raise InputError(f"mode {mode!r} is unknown; valid: {', '.join(MODES)}")
-    if optimizer not in OPTIMIZERS:
-        raise InputError(f"optimizer {optimizer!r} is unknown; valid: {', '.join(OPTIMIZERS)}")
-    if not isinstance(epochs, int) or epochs < 0:
+    check_opt("mode", mode, MODES)
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"epochs={epochs!r}: give a number of epochs >= 0")
-    if not lr > 0:
-        raise InputError(f"lr={lr!r}: the learning rate must be > 0")
     dev = resolve_device(device)
     model.to(dev)
     resolved = resolve_plan(model, plan)
-    model.eval()
     baseline = evaluate(model, test_loader, dev)
+    dense = copy.deepcopy(model).eval() if mode == "local" else None
     metrics = apply_plan(model, resolved)
     fixed = chi_plan(resolved, metrics)
     layers = list(resolved.entries)
     mods = _layer_modules(model, layers)
     start = {n: mods[n].weight.detach().clone() for n in layers}
 
-    def structure() -> tuple[list[float], list[float]]:
+    def structure(epoch: int, net: nn.Module) -> dict[str, Any]:
         losses, drifts = [], []
         for n in layers:
             w = mods[n].weight.detach()
@@ -104,69 +131,36 @@ def retrain(
             losses.append(truncate(w, e.cuts, e.keeps, e.legs).metrics.norm_loss)
             drifts.append(float(torch.linalg.vector_norm(w - start[n])
                                 / torch.linalg.vector_norm(start[n]).clamp_min(1e-30)))
-        return losses, drifts
+        return {"norm_loss": losses, "drift": drifts}
 
-    rec: dict[str, list] = {"accuracy": [], "loss": [], "train_loss": [], "norm_loss": [],
-                            "drift": []}
-
-    def record(train_loss: float) -> None:
-        model.eval()
-        r = evaluate(model, test_loader, dev)
-        nl, dr = structure()
-        rec["accuracy"].append(r.accuracy)
-        rec["loss"].append(r.loss)
-        rec["train_loss"].append(train_loss)
-        rec["norm_loss"].append(nl)
-        rec["drift"].append(dr)
-
-    record(float("nan"))
-    torch.manual_seed(seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = (torch.optim.SGD(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-           if optimizer == "sgd" else
-           torch.optim.Adam(params, lr=lr, weight_decay=weight_decay))
-    criterion = nn.CrossEntropyLoss()
-    epoch_iter: Iterable[int] = range(1, epochs + 1)
-    if progress:
-        from tqdm.auto import tqdm
-
-        epoch_iter = tqdm(epoch_iter, desc=f"retrain ({mode})", unit="epoch")
-    for _ in epoch_iter:
-        model.train()
-        total, n = 0.0, 0
-        for batch in train_loader:
-            x, y = batch[0].to(dev), batch[1].to(dev)
-            opt.zero_grad(set_to_none=True)
-            loss = criterion(model(x), y)
-            loss.backward()
-            opt.step()
-            if mode == "projected":
-                apply_plan(model, fixed)
-            total += float(loss.item()) * int(y.shape[0])
-            n += int(y.shape[0])
-        record(total / max(n, 1))
+    done = fit(model, train_loader, optim=optim, epochs=epochs, test_data=test_loader,
+               device=dev, seed=seed, on_epoch=structure, record_start=True,
+               after_step=None if mode == "dense" else (lambda net: apply_plan(net, fixed)),
+               loss_fn=_local_loss(dense, layers) if dense is not None else None,
+               progress=progress, desc=f"retrain ({mode})")
+    h = done.history
     model.eval()
     ds = xr.Dataset(
         {
-            "accuracy": ("epoch", np.array(rec["accuracy"]),
+            "accuracy": ("epoch", np.array(h["test_accuracy"]),
                          {"long_name": "test accuracy", "units": "fraction"}),
-            "loss": ("epoch", np.array(rec["loss"]), {"long_name": "test loss", "units": "nat"}),
-            "train_loss": ("epoch", np.array(rec["train_loss"]),
-                           {"long_name": "mean training loss of the epoch", "units": "nat"}),
-            "norm_loss": (("epoch", "layer"), np.array(rec["norm_loss"]).reshape(-1, len(layers)),
+            "loss": ("epoch", np.array(h["test_loss"]),
+                     {"long_name": "test loss", "units": "nat"}),
+            "train_loss": ("epoch", np.array(h["train_loss"]),
+                           {"long_name": "mean training objective of the epoch"}),
+            "norm_loss": (("epoch", "layer"), np.array(h["norm_loss"]).reshape(-1, len(layers)),
                           {"long_name": "norm loss re-applying the plan at its chi would cause"}),
-            "drift": (("epoch", "layer"), np.array(rec["drift"]).reshape(-1, len(layers)),
+            "drift": (("epoch", "layer"), np.array(h["drift"]).reshape(-1, len(layers)),
                       {"long_name": "|W_e - W~_0| / |W~_0|"}),
             "start_norm_loss": (("layer",), np.array([metrics[n].norm_loss for n in layers]),
                                 {"long_name": "norm loss of the initial truncation"}),
         },
-        coords={"epoch": np.arange(epochs + 1), "layer": layers},
+        coords={"epoch": np.asarray(h["epoch"]), "layer": layers},
     )
     ds.attrs.update(provenance(mode=mode, plan=resolved.as_dict(), chi_plan=fixed.as_dict(),
-                               optimizer=optimizer, lr=lr, momentum=momentum,
-                               weight_decay=weight_decay, seed=seed, device=str(dev)))
+                               optim=optim.as_dict(), seed=seed, device=str(dev)))
     ds.attrs["baseline_accuracy"] = baseline.accuracy
-    ds.attrs["truncated_accuracy"] = rec["accuracy"][0]
+    ds.attrs["truncated_accuracy"] = h["test_accuracy"][0]
     return ds
 
 
@@ -176,7 +170,5 @@ def plan_from_option(plan: str, sweep_path: str | None, min_drop: float = 10.0
     if plan == "auto":
         if not sweep_path:
             raise InputError("--plan auto needs --sweep SWEEP.nc to choose the plan from")
-        from .io import read_netcdf
-
         return auto_plan(read_netcdf(sweep_path), min_drop)
     return plan

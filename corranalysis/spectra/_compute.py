@@ -27,20 +27,29 @@ from dataclasses import dataclass
 from functools import partial
 
 import numpy as np
-import quimb.tensor as qtn
 import torch
 import xarray as xr
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_info, threadpool_limits
 from tqdm.auto import tqdm
 
+from ..devices import resolve_device
+from ..errors import InputError
+from ..kernels import (
+    Cut,
+    CutsSpec,
+    LegLayout,
+    LegsSpec,
+    check_finite,
+    extract_kernels,
+    fine_grain,
+    kernel_items,
+    kernel_tensor,
+    matricize,
+    select_cuts,
+)
+from ..provenance import provenance
 from . import _lapack
-from .cuts import Cut, CutsSpec, matricize, select_cuts
-from .devices import resolve_device
-from .errors import InputError
-from .kernels import check_finite, extract_kernels, kernel_items
-from .legs import LegLayout, LegsSpec, fine_grain
-from .provenance import provenance
 
 #: largest estimated relative error of a singular value from Gram eigenvalues;
 #: smaller values are refined on the matrix itself (the promise is 1e-6)
@@ -96,32 +105,10 @@ def numerical_rank(s: np.ndarray, shape: tuple[int, int]) -> int:
 
 
 # --------------------------------------------------------------------------- reference
-def kernel_tensor(weight: np.ndarray, layout: LegLayout, layer: str = "kernel") -> qtn.Tensor:
-    """The kernel as a quimb Tensor whose indices are its (fine-grained) legs."""
-    data = np.asarray(weight, dtype=np.float64).reshape(layout.sizes)
-    return qtn.Tensor(data, inds=layout.names, tags={layer})
-
-
 def reference_spectrum(weight: np.ndarray, layout: LegLayout, cut: Cut) -> np.ndarray:
     """Singular values of ``weight`` across ``cut``: quimb's own, descending."""
     s = kernel_tensor(weight, layout).singular_values(list(cut.left))
     return np.sort(np.asarray(s, dtype=np.float64))[::-1]
-
-
-def kernel_mps(weight: np.ndarray, layout: LegLayout, **split_opts) -> qtn.MatrixProductState:
-    """The kernel as a quimb MPS over its legs in order (no truncation by default).
-
-    Its bonds are the contiguous cuts ``legs[:i] | legs[i:]``.
-    """
-    data = np.asarray(weight, dtype=np.float64).reshape(-1)
-    split_opts.setdefault("cutoff", 0.0)
-    return qtn.MatrixProductState.from_dense(data, dims=list(layout.sizes), **split_opts)
-
-
-def bond_spectra(mps: qtn.MatrixProductState) -> list[np.ndarray]:
-    """Singular values across each bond i = 1..L-1 of ``mps`` (quimb, descending)."""
-    return [np.sort(np.asarray(mps.singular_values(i), dtype=np.float64))[::-1]
-            for i in range(1, mps.L)]
 
 
 # --------------------------------------------------------------------------- fast path

@@ -1,0 +1,154 @@
+"""Loading a trained model with its data: the one place every verb gets (model, data) from.
+
+The model is named by a registry name or ``package.module:factory`` (default: the ``model`` of
+the ``run.json`` beside the checkpoint) and sized for its data: the data set's channels,
+classes and image size; without a data set, the ``run.json`` beside the checkpoint, else the
+checkpoint's own first and last kernels. The checkpoint is fitted strictly (every missing,
+unexpected or misshapen key is named) and the data is checked to fit the model's input.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import DATASETS, make_loaders
+from ..devices import resolve_device
+from ..errors import InputError
+from ..kernels import check_fits, load_state_dict
+from ..models import resolve_model
+from ._optim import BATCH_SIZE
+
+__all__ = ["Trained", "check_data_fits", "load_trained", "run_record"]
+
+
+@dataclass
+class Trained:
+    """A trained model (eval mode, on ``device``) with its data.
+
+    ``train``/``test`` are loaders of ``(x, y)`` batches (None when no data set was asked for);
+    ``info`` has ``in_channels``, ``num_classes``, ``image_size`` (and ``name`` for a built-in
+    data set); ``record`` is the ``run.json`` beside the checkpoint, if any.
+    """
+
+    model: nn.Module
+    train: Iterable | None
+    test: Iterable | None
+    info: Any
+    device: torch.device
+    checkpoint: Path | None = None
+    model_spec: str = ""
+    dataset: str | None = None
+    record: dict[str, Any] = field(default_factory=dict)
+
+
+def run_record(checkpoint: str | os.PathLike) -> dict[str, Any]:
+    """The ``run.json`` beside ``checkpoint`` (``{}`` when there is none or it is unreadable)."""
+    path = Path(checkpoint).parent / "run.json"
+    try:
+        record = json.loads(path.read_text()) if path.is_file() else {}
+    except (OSError, ValueError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def _dims_of(state: Mapping[str, torch.Tensor], source: str) -> tuple[int, int]:
+    """(in_channels, num_classes) read off a state_dict: first kernel's ``in``, last's ``out``."""
+    kernels = [v for k, v in state.items() if k.endswith("weight") and v.ndim >= 2]
+    if not kernels:
+        raise InputError(f"checkpoint {source!r} holds no kernel (no '*.weight' with >= 2 dims)")
+    return int(kernels[0].shape[1]), int(kernels[-1].shape[0])
+
+
+def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
+                    what: str = "data") -> None:
+    """InputError when the first batch of ``data`` does not fit ``model``'s input."""
+    try:
+        x = next(iter(data))[0]
+    except StopIteration:
+        raise InputError(f"{what} is empty; give at least one sample") from None
+    try:
+        with torch.no_grad():
+            model.to(device).eval()(x[:2].to(device))
+    except (RuntimeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise InputError(
+            f"{what}: inputs of shape {tuple(x.shape[1:])} do not fit the model ({first}); "
+            "choose a data set with the model's input channels and image size"
+        ) from None
+
+
+def load_trained(
+    checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
+    model: str | nn.Module | None = None,
+    dataset: str | None = None,
+    *,
+    loaders: tuple[Iterable, Iterable, Any] | None = None,
+    batch_size: int | None = None,
+    eval_batch_size: int = 1000,
+    train_size: int | None = None,
+    test_size: int | None = None,
+    data_dir: str | os.PathLike | None = None,
+    seed: int = 0,
+    device: str | torch.device = "auto",
+    download: bool = True,
+    with_data: bool = True,
+) -> Trained:
+    """The model of ``checkpoint`` (a path or a state_dict), fitted and checked, with its data.
+
+    ``model``/``dataset`` default to those in the ``run.json`` beside the checkpoint;
+    ``dataset=None`` with no run.json, or ``with_data=False``, gives the model alone.
+    ``loaders=(train, test, info)`` replace :func:`corranalysis.data.make_loaders`
+    (``info``: ``in_channels``, ``num_classes``, optionally ``image_size``). InputError for
+    a missing or unreadable checkpoint, an unknown model or data set, a checkpoint that does
+    not fit the model, or data that does not fit its input.
+    """
+    is_path = not isinstance(checkpoint, Mapping)
+    source = str(checkpoint) if is_path else "state_dict"
+    record = run_record(checkpoint) if is_path else {}
+    model = model if model is not None else record.get("model")
+    if model is None:
+        raise InputError(f"checkpoint {source!r}: give --model (model=); no run.json beside "
+                         "it names the model")
+    if is_path and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint {source!r} does not exist; give the path of a .pt file")
+    if loaders is None and dataset is None and with_data:
+        dataset = record.get("dataset")
+    if loaders is None and dataset is not None and dataset not in DATASETS:
+        raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
+    state = load_state_dict(checkpoint) if is_path else dict(checkpoint)
+    dev = resolve_device(device)
+    train = test = None
+    if loaders is not None:
+        train, test, info = loaders
+    elif dataset is not None and with_data:
+        train, test, info = make_loaders(
+            dataset, batch_size=batch_size or BATCH_SIZE, eval_batch_size=eval_batch_size,
+            data_dir=data_dir, train_size=train_size, test_size=test_size, seed=seed,
+            device=str(dev), download=download)
+    elif {"in_channels", "num_classes"} <= set(record):
+        info = SimpleNamespace(in_channels=int(record["in_channels"]),
+                               num_classes=int(record["num_classes"]),
+                               image_size=record.get("image_size"))
+    else:
+        in_channels, num_classes = _dims_of(state, source)
+        info = SimpleNamespace(in_channels=in_channels, num_classes=num_classes,
+                               image_size=None)
+    net = resolve_model(model, int(info.in_channels), int(info.num_classes),
+                        image_size=getattr(info, "image_size", None))
+    check_fits(net, state, source)
+    net.load_state_dict(state, strict=True)
+    net.to(dev).eval()
+    if test is not None:
+        check_data_fits(net, test, dev, what=f"data set {dataset or 'given'!r}")
+    name = model if isinstance(model, str) else type(model).__name__
+    return Trained(net, train, test, info, dev, Path(checkpoint) if is_path else None,
+                   name, dataset, record)
