@@ -32,17 +32,20 @@ from torch import nn
 
 from .errors import InputError
 from .kernels import (
+    CUT_MODES,
     Cut,
     LegLayout,
     LegsSpec,
+    as_cuts,
     fine_grain,
+    kernel_modules,
     matricize,
     natural_legs,
     parse_cut,
     select_cuts,
     unmatricize,
 )
-from .spectra import norm_loss_curve
+from .spectra import norm_loss_curve, numerical_rank
 
 KeepKind = Literal["chi", "frac", "loss"]
 KEEP_KINDS: tuple[str, ...] = ("chi", "frac", "loss")
@@ -103,13 +106,18 @@ class KeepSpec:
     def __str__(self) -> str:
         return self.label
 
-    def chi(self, s: np.ndarray, chi_max: int, where: str = "") -> int:
-        """χ this spec keeps for singular values ``s`` (descending) of a cut of rank ``chi_max``."""
+    def check(self, chi_max: int, where: str = "") -> None:
+        """InputError unless this spec fits a cut of rank ``chi_max`` (``chi=N`` needs
+        N ≤ χ_max; ``frac`` and ``loss`` always fit): the one home of that check."""
+        if self.kind == "chi" and self.value > chi_max:
+            raise InputError(f"keep spec {self.label}{where}: chi must be <= chi_max = "
+                             f"{chi_max}; use chi <= chi_max or a frac= spec")
+
+    def chi(self, s: np.ndarray | None, chi_max: int, where: str = "") -> int:
+        """χ this spec keeps for singular values ``s`` (descending) of a cut of rank ``chi_max``
+        (``s`` is only read by ``loss=``); ``frac=f`` keeps ⌈f·χ_max⌉, at least 1."""
+        self.check(chi_max, where)
         if self.kind == "chi":
-            if self.value > chi_max:
-                raise InputError(
-                    f"keep spec {self.label}{where}: chi must be <= chi_max = {chi_max}"
-                )
             return int(self.value)
         if self.kind == "frac":
             return max(1, min(chi_max, math.ceil(self.value * chi_max - 1e-9)))
@@ -184,10 +192,26 @@ def _inner(a: Any, b: Any) -> float:
     return float((a * b).sum())
 
 
+def parse_keeps(keeps: KeepLike | Sequence[KeepLike] | None) -> list[KeepSpec] | None:
+    """Keep specs in their one typed form: a list of :class:`KeepSpec` (None for None or
+    ``"default"``). Accepts one spec, a string of specs separated by ``,`` or ``;``, or a
+    sequence of specs."""
+    if keeps is None or keeps == "default":
+        return None
+    if isinstance(keeps, str):
+        keeps = [k for k in keeps.replace(";", ",").split(",") if k.strip()]
+    elif isinstance(keeps, (KeepSpec, Mapping)) or not isinstance(keeps, Sequence):
+        keeps = [keeps]
+    out = [KeepSpec.parse(k) for k in keeps]
+    if not out:
+        raise InputError("keeps: give at least one keep spec, e.g. frac=0.5,loss=0.1")
+    return out
+
+
 def _as_keeps(keep: KeepLike | Sequence[KeepLike], n: int) -> list[KeepSpec]:
-    if isinstance(keep, (str, KeepSpec, Mapping)):
-        return [KeepSpec.parse(keep)] * n
-    keeps = [KeepSpec.parse(k) for k in keep]
+    keeps = parse_keeps(keep) or []
+    if len(keeps) == 1:
+        return keeps * n
     if len(keeps) != n:
         raise InputError(
             f"keep: got {len(keeps)} keep specs for {n} cuts; give one shared spec or one per cut"
@@ -246,11 +270,7 @@ def _low_rank(svd: _CutSVD, chi: int, matrix: Callable[[], Any]) -> Any:
 
 
 def _numerical_rank(matrix: Any) -> int:
-    s = _svd(matrix)[1]
-    if s.size == 0 or s[0] == 0:
-        return 0
-    tol = s[0] * max(matrix.shape) * np.finfo(np.float64).eps
-    return int((s > tol).sum())
+    return numerical_rank(_svd(matrix)[1], tuple(matrix.shape))
 
 
 def truncate(
@@ -288,9 +308,7 @@ def truncate(
     for i, (cut, spec) in enumerate(zip(cut_list, keeps, strict=True)):
         rows, cols = cut_dims(layout, cut)
         chi_max = min(rows, cols)
-        if spec.kind == "chi" and spec.value > chi_max:
-            raise InputError(f"keep spec {spec.label} at cut {cut.label!r}: "
-                             f"chi must be <= chi_max = {chi_max}")
+        spec.check(chi_max, where=f" at cut {cut.label!r}")
         if spec.kind == "frac" and spec.value == 1:
             chis.append(chi_max)
             chi_maxes.append(chi_max)
@@ -408,11 +426,6 @@ def load_plan_file(path: str | Path) -> dict[str, Any]:
     return dict(data)
 
 
-def _kernel_modules(model: nn.Module) -> dict[str, nn.Module]:
-    return {n: m for n, m in model.named_modules()
-            if isinstance(getattr(m, "weight", None), torch.Tensor) and m.weight.ndim >= 2}
-
-
 def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
     """Validate ``plan`` against ``model``: layers exist, cuts parse, keeps are in range.
 
@@ -427,7 +440,7 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         raw = plan
     else:
         raise InputError(f"plan {plan!r} must be a mapping, a Plan or a plan file path")
-    modules = _kernel_modules(model)
+    modules = kernel_modules(model)
     entries: dict[str, PlanEntry] = {}
     order = list(modules)
     for name in raw:
@@ -450,16 +463,14 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         shape = tuple(modules[name].weight.shape)
         layout = layout_of(shape, legs)
         cuts_spec = spec["cuts"]
-        if cuts_spec in ("all", "contiguous"):
+        if as_cuts(cuts_spec) in CUT_MODES:
             cut_list = select_cuts(layout.names, cuts_spec)
         else:
             cut_list = parse_cuts(cuts_spec, layout, where=f"plan, layer {name!r}: ")
         keeps = _as_keeps(spec["keep"], len(cut_list))
         for cut, k in zip(cut_list, keeps, strict=True):
-            chi_max = min(cut_dims(layout, cut))
-            if k.kind == "chi" and k.value > chi_max:
-                raise InputError(f"plan, layer {name!r}: keep {k.label} at cut {cut.label!r} "
-                                 f"must be <= chi_max = {chi_max}")
+            k.check(min(cut_dims(layout, cut)), where=f" (plan, layer {name!r}, cut "
+                                                       f"{cut.label!r})")
         entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs)
     return Plan(entries)
 
@@ -470,7 +481,7 @@ def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]
     No restore: use :func:`truncated` for a temporary truncation.
     """
     resolved = resolve_plan(model, plan)
-    modules = _kernel_modules(model)
+    modules = kernel_modules(model)
     out: dict[str, TruncationMetrics] = {}
     with torch.no_grad():
         for name, entry in resolved.items():
@@ -497,7 +508,7 @@ def truncated(model: nn.Module, plan: PlanLike) -> Iterator[dict[str, Truncation
     exit, also when the body (or the truncation itself) raises.
     """
     resolved = resolve_plan(model, plan)
-    modules = _kernel_modules(model)
+    modules = kernel_modules(model)
     saved = {name: modules[name].weight.detach().clone() for name in resolved}
     try:
         yield apply_plan(model, resolved)

@@ -97,10 +97,9 @@ def forward_order(model: nn.Module, example_input: torch.Tensor) -> list[str]:
     """Module paths of the layers with kernels in the order a forward pass calls them."""
     order: list[str] = []
     handles = []
-    for name, module in model.named_modules():
-        if module_kind(module) is not None:
-            handles.append(module.register_forward_pre_hook(
-                lambda m, a, name=name: order.append(name) if name not in order else None))
+    for name, module in kernel_modules(model).items():
+        handles.append(module.register_forward_pre_hook(
+            lambda m, a, name=name: order.append(name) if name not in order else None))
     try:
         with torch.no_grad():
             model(example_input)
@@ -108,6 +107,12 @@ def forward_order(model: nn.Module, example_input: torch.Tensor) -> list[str]:
         for h in handles:
             h.remove()
     return order
+
+
+def kernel_modules(model: nn.Module) -> dict[str, nn.Module]:
+    """The layers of ``model`` that have a kernel (see :data:`KINDS`), by module path, in
+    registration order: the one definition of "a layer with a kernel"."""
+    return {n: m for n, m in model.named_modules() if module_kind(m) is not None}
 
 
 def select_layers(
@@ -121,7 +126,7 @@ def select_layers(
     Forward order is registration order, or the traced call order when
     ``example_input`` is given.
     """
-    modules = {n: m for n, m in model.named_modules() if module_kind(m) is not None}
+    modules = kernel_modules(model)
     names = list(modules)
     if example_input is not None:
         traced = forward_order(model, example_input)

@@ -46,17 +46,12 @@ def prime_factors(n: int) -> list[int]:
 class LegLayout:
     """Fine-grained legs of a kernel.
 
-    ``names``/``sizes`` are the fine legs in order; ``groups`` maps each natural leg
-    to the fine legs it was split into (itself when unsplit).
+    ``names``/``sizes`` are the fine legs in order (a natural leg split into ``leg.0``,
+    ``leg.1``, ...; itself when unsplit).
     """
 
     names: tuple[str, ...]
     sizes: tuple[int, ...]
-    groups: dict[str, tuple[str, ...]]
-
-    @property
-    def shape(self) -> tuple[int, ...]:
-        return self.sizes
 
     def size_of(self, legs: Sequence[str]) -> int:
         """Product of the sizes of ``legs``."""
@@ -118,11 +113,9 @@ def fine_grain(
             )
     names: list[str] = []
     sizes: list[int] = []
-    groups: dict[str, tuple[str, ...]] = {}
     for leg, size in zip(natural, shape, strict=True):
         factors = _factors(leg, int(size), legs)
         fine = (leg,) if len(factors) == 1 else tuple(f"{leg}.{i}" for i in range(len(factors)))
         names.extend(fine)
         sizes.extend(factors)
-        groups[leg] = fine
-    return LegLayout(tuple(names), tuple(sizes), groups)
+    return LegLayout(tuple(names), tuple(sizes))
