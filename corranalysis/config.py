@@ -12,8 +12,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from .data import DATASETS, resolve_name
 from .errors import InputError
 from .io import read_yaml
+from .models import available
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -110,8 +112,6 @@ class StudyConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
-        from .data import DATASETS, resolve_name
-
         try:
             return resolve_name(value)
         except InputError as exc:
@@ -120,8 +120,6 @@ class StudyConfig(_Section):
     @field_validator("model")
     @classmethod
     def _known_model(cls, value: str) -> str:
-        from .models import available
-
         if ":" not in value and value not in available():
             raise ValueError(f"unknown model; valid: {', '.join(available())} "
                              "or package.module:factory")

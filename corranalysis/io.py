@@ -10,6 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import xarray as xr
+import yaml
 
 from .errors import InputError
 
@@ -101,16 +102,16 @@ def read_netcdf(path: str | os.PathLike) -> xr.Dataset:
 
 
 def read_yaml(path: str | os.PathLike, what: str) -> object:
-    """The parsed content of YAML file ``path``; ``what`` names it in errors ("configuration")."""
-    import yaml
-
+    """The parsed content of YAML (or JSON) file ``path``; ``what`` names it in errors
+    ("configuration", "plan file")."""
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{what} {str(path)!r} does not exist")
     try:
         return yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise InputError(f"{what} {str(path)!r} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise InputError(f"{what} {str(path)!r} is not valid YAML (does not parse): {exc}"
+                         ) from None
 
 
 def write_json(obj: object, path: str | os.PathLike) -> Path:

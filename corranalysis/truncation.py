@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from .errors import InputError
+from .io import read_yaml
 from .kernels import (
     CUT_MODES,
     Cut,
@@ -408,15 +409,7 @@ PlanLike = Plan | Mapping[str, Any] | str | Path
 
 def load_plan_file(path: str | Path) -> dict[str, Any]:
     """Read a plan file (YAML or JSON) into a mapping; InputError if it does not parse."""
-    import yaml
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"plan file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text())
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise InputError(f"plan file {str(path)!r} does not parse as YAML/JSON: {exc}") from None
+    data = read_yaml(path, "plan file")
     if not isinstance(data, Mapping) or not data:
         raise InputError(
             f"plan file {str(path)!r} must map layer names to "

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import nn
 
 from ..errors import InputError
@@ -64,9 +66,6 @@ def _load_npz(path: Path) -> dict[str, np.ndarray]:
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
     try:
         return {k: v for k, v in load_file(str(path)).items()}
     except (SafetensorError, OSError, ValueError) as exc:

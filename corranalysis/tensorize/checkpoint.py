@@ -19,6 +19,7 @@ from torch import nn
 
 from ..errors import InputError
 from ..io import atomic_path
+from ..models import create
 from .apply import apply
 from .spec import validate_spec
 
@@ -70,8 +71,6 @@ def load(
         info = data["model"]
         if not info.get("name"):
             raise InputError(f"{str(path)!r} records no model name; pass the base model")
-        from ..models import create
-
         base = create(info["name"], info["in_channels"], info["num_classes"],
                       image_size=info.get("image_size"))
     model, _ = apply(base, data["spec"], init=False)

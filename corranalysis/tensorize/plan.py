@@ -19,6 +19,7 @@ from .adtn import adtn_params, adtn_qubits
 from .cp import cp_params, max_cp_rank
 from .mpo import balanced_factors, bond_list, full_bonds, mpo_params
 from .spec import APPLIES_TO
+from .tucker import tucker_params
 
 TENSORIZABLE = (nn.Linear, nn.Conv2d)
 
@@ -152,8 +153,6 @@ def _conv_dims(p: LayerPlan) -> tuple[int, int, int, int]:
 
 
 def _plan_tucker(p: LayerPlan) -> None:
-    from .tucker import tucker_params
-
     s = p.settings
     out, inp, kh, kw = _conv_dims(p)
     bias = _bias(p.module) > 0
