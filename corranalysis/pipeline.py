@@ -6,6 +6,9 @@ hashes of the stages it reads) in ``stages.json``; a stage whose output exists
 with the same hash is skipped, so editing only the report settings re-renders
 without retraining. ``force`` redoes the named stages (and, through the hashes,
 whatever depends on a changed output).
+
+:func:`load_run` reads a run directory back (records and datasets) for the report, the
+figures and notebooks; files are named by the one :data:`STAGES` table.
 """
 
 from __future__ import annotations
@@ -13,10 +16,11 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import os
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +34,7 @@ from .config import StudyConfig, load_config
 from .errors import InputError
 from .io import read_netcdf, write_json, write_netcdf
 from .kernels import extract_kernels
-from .linkage import link
+from .linkage import link, scoped_sweep
 from .provenance import file_sha256, package_versions
 from .report import build_report
 from .retrain import FINE_TUNE, auto_plan, retrain
@@ -57,6 +61,20 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("retrain", ("train", "sweep"), "recovery.nc"),
     Stage("report", ("train", "spectra", "sweep", "linkage", "retrain"), None),
 )}
+#: Datasets a run directory may hold beside the stages' outputs (training curves written
+#: with model.pt; ``corranalysis tensorize`` results).
+OPTIONAL_FILES = ("metrics.nc", "tensorize.nc")
+#: Stages whose datasets the report reads (``load_run``'s default ``required``).
+REPORT_INPUTS = tuple(s for s in STAGES["report"].upstream
+                      if (STAGES[s].output or "").endswith(".nc"))
+#: Variables each dataset must hold (a file without them was written by another version).
+_NEEDS = {
+    "spectra": ("singular_values", "norm_loss", "entropy", "chi_max"),
+    "sweep": ("accuracy", "norm_loss", "chi", "params_factorized"),
+    "linkage": ("tolerated_norm_loss", "spearman_rho", "layer_tolerated_norm_loss"),
+    "recovery": ("accuracy",),
+    "tensorize": ("params_before", "params_after", "method", "accuracy"),
+}
 
 
 def _hash(obj: Any) -> str:
@@ -204,7 +222,7 @@ class Study:
 
     def stage_report(self, force: bool) -> str:
         out = self.config.report.out
-        return str(build_report(self.run_dir, out_dir=Path(out) if out else None))
+        return str(build_report(load_run(self.run_dir), out_dir=Path(out) if out else None))
 
     # ------------------------------------------------------------------ driver
     def run(self, force: Sequence[str] = (), only: Sequence[str] | None = None) -> Path | None:
@@ -238,6 +256,107 @@ class Study:
             if stage == "report":
                 report = Path(result)
         return report
+
+
+# --------------------------------------------------------------------------- reading a run
+
+
+@dataclass
+class Run:
+    """A run directory's records and datasets, as :func:`load_run` reads them.
+
+    ``config``: config.yaml; ``record``: run.json; ``stages``: stages.json in stage order;
+    ``datasets``: by file stem (``spectra``, ``sweep``, ``linkage``, ``recovery``, and
+    ``metrics``, ``tensorize`` where present).
+    """
+
+    path: Path
+    config: dict[str, Any]
+    record: dict[str, Any]
+    stages: dict[str, dict[str, Any]]
+    datasets: dict[str, xr.Dataset] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return str(self.config.get("name") or self.path.name)
+
+
+def _stage_hint(run_dir: Path, stage: str) -> str:
+    return (f"run `corranalysis run CONFIG --force {stage}` (CONFIG: the study's "
+            f"configuration, e.g. {run_dir / 'config.yaml'})")
+
+
+def _writer(file: str) -> str | None:
+    """The stage that writes ``file``, if one does."""
+    return next((s.name for s in STAGES.values() if s.output == file), None)
+
+
+def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
+    try:
+        text = path.read_text()
+        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"{str(path)!r} cannot be read as {kind.upper()}: {exc}") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{str(path)!r} must hold a mapping; the run directory is damaged")
+    return data
+
+
+def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS) -> Run:
+    """Read a run directory written by ``corranalysis run``: its records and every dataset.
+
+    ``required``: stages whose outputs must be there (default: those the report reads);
+    InputError naming the stage to re-run for each missing, unreadable or outdated file.
+    A sweep written before the ``scope`` coordinate existed is converted on reading
+    (:func:`corranalysis.linkage.scoped_sweep`).
+    """
+    path = Path(run_dir)
+    if not path.is_dir():
+        raise InputError(f"run directory {str(path)!r} does not exist; give a directory "
+                         "written by `corranalysis run CONFIG` (runs/NAME)")
+    lacking = [f for f in ("config.yaml", "run.json") if not (path / f).is_file()]
+    if lacking:
+        raise InputError(f"{str(path)!r} is not a run directory (no {' / '.join(lacking)}); "
+                         "give a directory written by `corranalysis run CONFIG` (runs/NAME)")
+    unknown = [s for s in required if s not in STAGES]
+    if unknown:
+        raise InputError(f"stages {unknown} are unknown; valid: {', '.join(STAGES)}")
+    missing = [s for s in required if not (path / str(STAGES[s].output)).is_file()]
+    if missing:
+        files = [str(STAGES[s].output) for s in missing]
+        raise InputError(
+            f"{', '.join(files)} {'is' if len(files) == 1 else 'are'} missing in "
+            f"{str(path)!r}: {_stage_hint(path, missing[0])}"
+            + (f" (stages to run: {', '.join(missing)})" if len(missing) > 1 else ""))
+    stages_file = path / "stages.json"
+    records = _read_mapping(stages_file, "json") if stages_file.is_file() else {}
+    run = Run(path=path, config=_read_mapping(path / "config.yaml", "yaml"),
+              record=_read_mapping(path / "run.json", "json"),
+              stages={**{s: records[s] for s in STAGES if s in records}, **records})
+    files = [s.output for s in STAGES.values() if (s.output or "").endswith(".nc")]
+    for file in [*files, *OPTIONAL_FILES]:
+        if not (path / str(file)).is_file():
+            continue
+        stage = _writer(str(file))
+        hint = _stage_hint(path, stage) if stage else "re-create it"
+        key = str(file).removesuffix(".nc")
+        try:
+            ds = read_netcdf(path / str(file))
+            lacking = [n for n in _NEEDS.get(key, ()) if n not in ds.variables]
+            if key == "sweep" and "baseline_accuracy" not in ds.attrs:
+                lacking.append("baseline_accuracy (attribute)")
+            if lacking:
+                raise InputError(f"{file} in {str(path)!r} lacks {', '.join(lacking)}: it was "
+                                 "not written by this version")
+        except InputError as exc:
+            raise InputError(f"{exc}; {hint}") from None
+        if key == "sweep":
+            try:
+                ds = scoped_sweep(ds)
+            except InputError as exc:
+                raise InputError(f"{file} in {str(path)!r}: {exc}") from None
+        run.datasets[key] = ds
+    return run
 
 
 def run_study(config: str | Path | StudyConfig, force: Sequence[str] = (),

@@ -25,6 +25,7 @@ from torch import nn
 from .devices import resolve_device
 from .errors import InputError, check_opt
 from .io import read_netcdf
+from .linkage import accuracy_drop
 from .provenance import provenance
 from .runtime import Optim, evaluate, fit
 from .truncation import PlanLike, apply_plan, chi_plan, resolve_plan, truncate
@@ -45,8 +46,7 @@ def auto_plan(sweep_ds: xr.Dataset, min_drop: float = 10.0) -> dict[str, Any]:
     if "plan" not in sweep_ds or "accuracy" not in sweep_ds:
         raise InputError("sweep file has no 'plan'/'accuracy' variables; give the output of "
                          "corranalysis sweep")
-    base = float(sweep_ds.attrs["baseline_accuracy"])
-    drop = 100.0 * (base - sweep_ds["accuracy"].values)
+    drop = accuracy_drop(sweep_ds)
     idx = np.nonzero(drop >= min_drop)[0]
     if idx.size == 0:
         raise InputError(f"no trial of the sweep drops accuracy by >= {min_drop:g} points "

@@ -96,14 +96,14 @@ NOTEBOOKS = {
                "widths."),
         ("code", SETUP.replace('only=["train"]', 'only=None') + "\n"
                  "ca.run_study(config)  # skips every stage already done"),
-        ("code", "from corranalysis.report import figures\n"
-                 "from corranalysis.report import build_figures\n\n"
-                 "paths = build_figures(RUN, RUN / 'paper')\n"
+        ("code", "from corranalysis.report import figures\n\n"
+                 "run = ca.load_run(RUN)  # records and datasets of the run directory\n"
+                 "paths = ca.build_figures(run, RUN / 'paper')\n"
                  "sorted(p.name for p in paths)"),
-        ("code", "sweep = ca.load(RUN / 'sweep.nc')\nspectra = ca.load(RUN / 'spectra.nc')\n"
+        ("code", "sweep, spectra = run.datasets['sweep'], run.datasets['spectra']\n"
                  "fig = figures.accuracy_vs_norm_loss(sweep)\nfig"),
         ("code", "fig = figures.entropy_heatmap(spectra)\nfig"),
-        ("code", "fig = figures.recovery_figure(ca.load(RUN / 'recovery.nc'))\nfig"),
+        ("code", "fig = figures.recovery_figure(run.datasets['recovery'])\nfig"),
     ],
 }
 

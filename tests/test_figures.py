@@ -14,6 +14,7 @@ from matplotlib.colors import to_rgb  # noqa: E402
 from test_report import example  # noqa: E402
 
 from corranalysis.io import read_netcdf  # noqa: E402
+from corranalysis.linkage import single_trials  # noqa: E402
 from corranalysis.report import figures as F  # noqa: E402
 
 
@@ -38,7 +39,7 @@ def test_palette_is_colorblind_and_stable():
     pal = F.cut_colors(cuts)
     assert to_rgb(pal["c0"]["color"]) == to_rgb(sns.color_palette("colorblind")[0])
     styles = {(tuple(to_rgb(v["color"])), v["ls"], v["marker"]) for k, v in pal.items()}
-    assert len(styles) == len(pal)  # 13 cuts + "all" all distinguishable
+    assert len(styles) == len(pal)  # 13 cuts all distinguishable
     assert F.cut_colors(cuts) == pal
 
 
@@ -70,7 +71,7 @@ def test_one_colour_per_cut_across_figures(datasets):
 def test_central_figure_shows_each_layer_and_cut(datasets):
     sw = datasets["sweep"]
     fig = F.accuracy_vs_norm_loss(sw)
-    single = F.single_trials(sw)
+    single = single_trials(sw)
     layers = list(dict.fromkeys(single["layer"].values.tolist()))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == [f"layer {n}" for n in layers]
@@ -91,8 +92,7 @@ def test_layer_subset_and_one_column_width(datasets):
 
 def test_figures_cope_with_partial_sweeps(datasets):
     sw = datasets["sweep"]
-    only_single = sw.isel(trial=np.nonzero((sw["layer"] != "all").values
-                                           & (sw["cuts"] != "all").values)[0])
+    only_single = single_trials(sw)
     fig = F.combined_truncations(only_single)
     texts = [t.get_text() for ax in fig.axes for t in ax.texts]
     assert "no all-cuts trials in the sweep" in texts
@@ -119,3 +119,15 @@ def test_one_column_versions_of_every_figure(datasets):
         assert fig.get_figwidth() == F.ONE_COLUMN, stem
         fig.canvas.draw()  # lays out without error at the narrow width
         plt.close(fig)
+
+
+def test_the_tensorize_figure_draws_each_cut_and_all_cuts_of_the_layer(datasets):
+    sw, tz = datasets["sweep"], datasets["tensorize"]
+    fig = F.tensorize_figure(tz, sw)
+    lines = {line.get_label(): line for line in fig.axes[0].lines
+             if line.get_label().startswith("truncate ")}
+    cuts = {c for n, c in zip(single_trials(sw).layer.values, single_trials(sw).cuts.values,
+                              strict=True) if n == "3"}
+    assert set(lines) == {f"truncate {c}" for c in cuts} | {"truncate all cuts"}
+    assert to_rgb(lines["truncate all cuts"].get_color()) == to_rgb(F.ALL_CUTS_STYLE["color"])
+    plt.close(fig)

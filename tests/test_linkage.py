@@ -1,4 +1,5 @@
-"""Linking spectra to accuracy: tolerated norm loss and Spearman correlations."""
+"""Trial views and linking spectra to accuracy: tolerated norm loss and Spearman
+correlations; sweeps written before the scope coordinate."""
 
 from __future__ import annotations
 
@@ -10,8 +11,19 @@ import xarray as xr
 from test_sweep import loader, tiny_cnn
 
 from corranalysis.errors import InputError
+from corranalysis.io import read_netcdf, write_netcdf
 from corranalysis.kernels import extract_kernels
-from corranalysis.linkage import link
+from corranalysis.linkage import (
+    curves,
+    kept_fraction,
+    link,
+    scope_trials,
+    scoped_sweep,
+    single_trials,
+    tolerated_norm_loss,
+    tolerated_trial,
+    truncated_layers,
+)
 from corranalysis.spectra import compute_spectra
 from corranalysis.sweep import sweep
 
@@ -28,8 +40,10 @@ def fake_sweep(curves: dict[tuple[str, str], list[tuple[float, float, int]]],
     ds = xr.Dataset({"accuracy": ("trial", acc), "norm_loss": ("trial", nl),
                      "chi": ("trial", chi), "n_layers": ("trial", [1] * len(rows)),
                      "plan": ("trial", [json.dumps({}) for _ in rows])},
-                    coords={"trial": np.arange(len(rows)), "layer": ("trial", layer),
-                            "cuts": ("trial", cuts), "keep": ("trial", keep)})
+                    coords={"trial": np.arange(len(rows)),
+                            "scope": ("trial", ["layer"] * len(rows)),
+                            "layer": ("trial", layer), "cuts": ("trial", cuts),
+                            "keep": ("trial", keep)})
     ds.attrs["baseline_accuracy"] = base
     return ds
 
@@ -87,3 +101,74 @@ def test_link_bad_input():
         link(fake_sweep({("a", "x|y"): [(0, 1, 1)] * 3}), xr.Dataset(), delta=-1)
     with pytest.raises(InputError, match="spectra dataset lacks"):
         link(fake_sweep({("a", "x|y"): [(0, 1, 1)] * 3}), xr.Dataset())
+
+
+def test_the_tolerance_walk_stops_at_the_first_drop_beyond_delta():
+    # by norm loss: 0 (ok), 0.1 (ok), 0.2 (2 points: stop), 0.3 (ok again, never reached)
+    rows = xr.Dataset({"norm_loss": ("trial", [0.2, 0.0, 0.3, 0.1]),
+                       "accuracy": ("trial", [0.88, 0.9, 0.9, 0.895])})
+    assert tolerated_trial(rows, 0.9, 1.0) == 3
+    assert tolerated_norm_loss(rows, 0.9, 1.0) == 0.1
+    assert tolerated_norm_loss(rows, 0.9, 5.0) == 0.3
+    assert tolerated_trial(rows, 0.95, 1.0) is None  # even the smallest truncation costs more
+    assert tolerated_norm_loss(rows, 0.95, 1.0) == 0.0
+
+
+def test_trial_views_select_by_scope_and_group_curves():
+    model, data = tiny_cnn(), loader()
+    sw = sweep(model, data, keeps="frac=1,frac=0.5", plans="layer,all-cuts,all-layers")
+    for scope in ("layer", "all-cuts", "all-layers"):
+        part = scope_trials(sw, scope)
+        assert part.sizes["trial"] > 0 and set(part.scope.values.tolist()) == {scope}
+    assert single_trials(sw).equals(scope_trials(sw, "layer"))
+    groups = curves(single_trials(sw))
+    assert len(groups) == 7 + 7 + 1 and all(g.sizes["trial"] == 2 for g in groups.values())
+    assert truncated_layers(sw) == ["0", "3", "6"]
+    with pytest.raises(InputError, match="valid: layer, all-cuts, all-layers"):
+        scope_trials(sw, "all")
+
+
+def test_kept_fraction_is_chi_over_chi_max_or_the_frac_of_the_keep_spec():
+    model, data = tiny_cnn(), loader()
+    sw = sweep(model, data, keeps="frac=0.5,chi=1", plans="layer,all-layers")
+    spectra = compute_spectra(extract_kernels(model), device="cpu")
+    single = single_trials(sw)
+    kept = kept_fraction(single, spectra)
+    chi_max = [float(spectra.chi_max.sel(layer=a, cut=b))
+               for a, b in zip(single.layer.values, single.cuts.values, strict=True)]
+    np.testing.assert_array_equal(kept, single.chi.values / np.array(chi_max))
+    combined = scope_trials(sw, "all-layers")
+    combined = combined.where(combined.layer == "0,3", drop=True)
+    fracs = kept_fraction(combined, spectra)
+    assert set(fracs[combined.keep.values == "frac=0.5"]) == {0.5}
+    assert np.isnan(fracs[combined.keep.values == "chi=1"]).all()
+
+
+def old_layout(sw: xr.Dataset) -> xr.Dataset:
+    """``sw`` as the previous version wrote it: no scope, "all" in layer and cuts."""
+    scope = sw.scope.values
+    layer = np.where(scope == "all-layers", "all", sw.layer.values)
+    cuts = np.where(scope == "all-cuts", "all", sw.cuts.values)
+    return sw.drop_vars("scope").assign_coords(layer=("trial", layer), cuts=("trial", cuts))
+
+
+def test_a_sweep_written_before_the_scope_coordinate_is_converted_on_reading(tmp_path):
+    model, data = tiny_cnn(), loader()
+    sw = sweep(model, data, keeps="frac=1,frac=0.5,frac=0.25", plans="layer,all-cuts,all-layers")
+    write_netcdf(old_layout(sw), tmp_path / "sweep.nc")
+    old = read_netcdf(tmp_path / "sweep.nc")
+    assert "scope" not in old.coords and "all" in old.layer.values
+    new = scoped_sweep(old)
+    for coord in ("scope", "layer", "cuts"):
+        assert new[coord].values.tolist() == sw[coord].values.tolist(), coord
+    xr.testing.assert_equal(new.reset_coords(drop=True), sw.reset_coords(drop=True))
+    spectra = compute_spectra(extract_kernels(model), device="cpu")
+    xr.testing.assert_equal(link(old, spectra).drop_attrs(), link(sw, spectra).drop_attrs())
+
+
+def test_an_old_sweep_without_plans_is_refused_with_how_to_redo_it():
+    sw = sweep(tiny_cnn(), loader(), keeps="frac=0.5", plans="layer,all-layers")
+    with pytest.raises(InputError, match=r"earlier version.*--force sweep"):
+        scoped_sweep(old_layout(sw).drop_vars("plan"))
+    with pytest.raises(InputError, match="expected dim 'trial'"):
+        scoped_sweep(xr.Dataset())

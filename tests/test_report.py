@@ -14,6 +14,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
@@ -26,7 +27,8 @@ from corranalysis.errors import InputError  # noqa: E402
 from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
 from corranalysis.kernels import extract_kernels  # noqa: E402
 from corranalysis.linkage import link  # noqa: E402
-from corranalysis.report import build_report, load_run  # noqa: E402
+from corranalysis.pipeline import Run, load_run  # noqa: E402
+from corranalysis.report import build_figures, build_report  # noqa: E402
 from corranalysis.retrain import retrain  # noqa: E402
 from corranalysis.spectra import compute_spectra  # noqa: E402
 from corranalysis.sweep import sweep  # noqa: E402
@@ -111,7 +113,7 @@ def _example(base: Path) -> tuple[Path, Path]:
         if not (base / "done").is_file():
             shutil.rmtree(base, ignore_errors=True)
             make_run(run)
-            build_report(run, report)
+            build_report(load_run(run), report)
             (base / "done").touch()
     return run, report
 
@@ -184,7 +186,7 @@ def test_rebuild_replaces_the_report_atomically(built, tmp_path, fast_figures):
     out = tmp_path / "rep"
     shutil.copytree(report, out)
     (out / "stale.txt").write_text("old")
-    assert build_report(run, out) == out
+    assert build_report(load_run(run), out) == out
     assert not (out / "stale.txt").exists() and (out / "index.html").is_file()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["rep"]
 
@@ -192,7 +194,7 @@ def test_rebuild_replaces_the_report_atomically(built, tmp_path, fast_figures):
 def test_report_default_location_is_reports_name(built, tmp_path, monkeypatch, fast_figures):
     run, _ = built
     monkeypatch.chdir(tmp_path)
-    assert build_report(run) == Path("reports") / "demo"
+    assert build_report(load_run(run)) == Path("reports") / "demo"
     assert (tmp_path / "reports" / "demo" / "index.html").is_file()
 
 
@@ -204,6 +206,7 @@ def test_failure_leaves_no_half_written_report(built, tmp_path, monkeypatch, fas
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(module, "_markdown", boom)
+    run = load_run(run)
     with pytest.raises(RuntimeError):
         build_report(run, tmp_path / "rep")
     assert list(tmp_path.iterdir()) == []
@@ -219,7 +222,7 @@ def test_report_without_tensorize(built, tmp_path, fast_figures):
     copy_dir = tmp_path / "runs" / "plain"
     shutil.copytree(run, copy_dir)
     (copy_dir / "tensorize.nc").unlink()
-    out = build_report(copy_dir, tmp_path / "rep")
+    out = build_report(load_run(copy_dir), tmp_path / "rep")
     assert not (out / "figures" / "tensorize.png").exists()
     assert (out / "figures" / "recovery.png").exists()
     assert "Tensorizing" not in (out / "summary.md").read_text()
@@ -296,3 +299,62 @@ def test_load_run_reports_all_missing_stages(tmp_path):
     (tmp_path / "run.json").write_text(json.dumps({"model": "m"}))
     with pytest.raises(InputError, match="spectra.nc, sweep.nc, linkage.nc, recovery.nc"):
         load_run(tmp_path)
+
+
+def test_the_report_is_built_from_a_run_held_in_memory(built, tmp_path, fast_figures):
+    run, _ = built
+    datasets = {n: read_netcdf(run / f"{n}.nc") for n in ("spectra", "sweep", "linkage",
+                                                          "recovery")}
+    held = Run(path=tmp_path / "nowhere", config={"name": "held"}, record={}, stages={},
+               datasets=datasets)
+    out = build_report(held, tmp_path / "rep")
+    assert (out / "index.html").is_file()
+    assert "all cuts of one layer" in (out / "summary.md").read_text()
+    paths = build_figures(datasets, tmp_path / "figs", formats=("png",), layers=["3"])
+    assert sorted(p.name for p in paths) == sorted(
+        f"{s}.png" for s in STEMS if s != "tensorize")
+    with pytest.raises(InputError, match="none of the datasets"):
+        build_figures({}, tmp_path / "none")
+
+
+def test_load_run_orders_stages_as_the_pipeline_runs_them(built):
+    run, _ = built
+    loaded = load_run(run)
+    assert list(loaded.stages) == ["train", "spectra", "sweep", "linkage", "retrain"]
+    assert set(loaded.datasets) == {"spectra", "sweep", "linkage", "recovery", "tensorize"}
+    assert "scope" in loaded.datasets["sweep"].coords
+
+
+def _old_sweep(sw: xr.Dataset) -> xr.Dataset:
+    """``sw`` as the previous version wrote it: no scope, "all" in layer and cuts."""
+    scope = sw.scope.values
+    return sw.drop_vars("scope").assign_coords(
+        layer=("trial", np.where(scope == "all-layers", "all", sw.layer.values)),
+        cuts=("trial", np.where(scope == "all-cuts", "all", sw.cuts.values)))
+
+
+def test_a_run_with_a_sweep_of_the_previous_layout_still_reports(built, tmp_path, fast_figures):
+    run, _ = built
+    old = tmp_path / "runs" / "old"
+    shutil.copytree(run, old)
+    sw = read_netcdf(run / "sweep.nc")
+    write_netcdf(_old_sweep(sw), old / "sweep.nc")
+    loaded = load_run(old)
+    for coord in ("scope", "layer", "cuts"):
+        assert loaded.datasets["sweep"][coord].values.tolist() == sw[coord].values.tolist()
+    out = build_report(loaded, tmp_path / "rep")
+    new = build_report(load_run(run), tmp_path / "rep-new")
+    findings = (out / "summary.md").read_text().split("## Findings")[1].split("## Figures")[0]
+    assert findings == (new / "summary.md").read_text().split("## Findings")[1].split(
+        "## Figures")[0]
+
+
+def test_an_old_sweep_that_cannot_be_converted_is_refused_with_how_to_redo_it(
+        built, tmp_path, run_cli):
+    run, _ = built
+    old = tmp_path / "runs" / "old"
+    shutil.copytree(run, old)
+    write_netcdf(_old_sweep(read_netcdf(run / "sweep.nc")).drop_vars("plan"), old / "sweep.nc")
+    code, out = run_cli("report", old, "--out", tmp_path / "rep")
+    assert code == 2 and "sweep.nc" in out and "--force sweep" in out
+    assert "Traceback" not in out and not (tmp_path / "rep").exists()

@@ -19,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from corranalysis.errors import InputError
+from corranalysis.linkage import scope_trials, single_trials
 from corranalysis.models import BasicBlock
 from corranalysis.runtime import evaluate_variants
 from corranalysis.sweep import _sweep as sweep_mod
@@ -105,19 +106,37 @@ def test_sweep_dataset_layout():
     for v in ("accuracy", "loss", "norm_loss", "rel_error", "fidelity", "chi",
               "params_factorized"):
         assert v in ds
-    assert {"layer", "cuts", "keep"} <= set(ds.coords)
+    assert {"scope", "layer", "cuts", "keep"} <= set(ds.coords)
     assert 0 <= ds.attrs["baseline_accuracy"] <= 1 and "version_torch" in ds.attrs
     # conv layers: 7 cuts, linear: 1 cut; 4 keeps; + all-cuts per layer; + all-layers per
     # cut label (7 conv cuts + out|in)
     n_layer = (7 + 7 + 1) * 4
     assert ds.sizes["trial"] == n_layer + 3 * 4 + 8 * 4
-    cube = ds.set_index(trial=["layer", "cuts", "keep"]).unstack("trial")
+    cube = single_trials(ds).set_index(trial=["layer", "cuts", "keep"]).unstack("trial")
     assert cube.accuracy.dims == ("layer", "cuts", "keep")
     one = ds.where((ds.layer == "0") & (ds.keep == "frac=1"), drop=True)
     assert (one.accuracy == ds.attrs["baseline_accuracy"]).all() and (one.norm_loss == 0).all()
-    lin = ds.where((ds.layer == "6") & (ds.cuts == "out|in") & (ds.keep == "frac=0.2"),
-                   drop=True)
+    single = single_trials(ds)
+    lin = single.where((single.layer == "6") & (single.cuts == "out|in")
+                       & (single.keep == "frac=0.2"), drop=True)
     assert int(lin.chi.item()) == 2 and int(lin.params_factorized.item()) == 2 * (10 + 128)
+
+
+def test_the_scope_coordinate_says_what_each_trial_truncates():
+    ds = sweep(tiny_cnn(), loader(), keeps="frac=0.5", plans="layer,all-cuts,all-layers")
+    counts = {str(k): g.sizes["trial"] for k, g in ds.groupby("scope")}
+    assert counts == {"layer": 7 + 7 + 1, "all-cuts": 3, "all-layers": 8}
+    assert "all" not in set(ds.layer.values.tolist()) | set(ds.cuts.values.tolist())
+    conv_cuts = single_trials(ds).where(single_trials(ds).layer == "0", drop=True).cuts
+    all_cuts = scope_trials(ds, "all-cuts")
+    assert all_cuts.layer.values.tolist() == ["0", "3", "6"]
+    assert all_cuts.cuts.values[0] == ";".join(conv_cuts.values.tolist())
+    assert all_cuts.cuts.values[2] == "out|in"
+    all_layers = scope_trials(ds, "all-layers")
+    by_cut = dict(zip(all_layers.cuts.values.tolist(), all_layers.layer.values.tolist(),
+                      strict=True))
+    assert by_cut["out|in,kh,kw"] == "0,3" and by_cut["out|in"] == "6"
+    assert all_layers.n_layers.values.tolist() == [2] * 7 + [1]
 
 
 def test_default_keeps_reach_one_singular_value_and_add_loss_budgets():

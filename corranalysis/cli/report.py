@@ -20,9 +20,10 @@ def report_cmd(
                                     "(default reports/NAME)"),
 ) -> None:
     """Build the HTML report (index.html, summary.md, every figure as PNG and PDF) of a run."""
+    from ..pipeline import load_run
     from ..report import build_report
 
-    path = build_report(run_dir, out)
+    path = build_report(load_run(run_dir), out)
     console.print(f"report: [bold]{path / 'index.html'}[/]")
     print(path / "index.html")
 
@@ -37,6 +38,7 @@ def figures_cmd(
     fmt: str = typer.Option("pdf", "--format", help="pdf | svg | png (comma-separated)"),
 ) -> None:
     """Write the paper figures alone: one vector PDF per figure, journal column widths."""
+    from ..pipeline import load_run
     from ..report import build_figures
 
     if width not in WIDTHS:
@@ -46,7 +48,8 @@ def figures_cmd(
     if bad or not formats:
         raise InputError(f"--format {fmt!r}: give pdf, svg or png (comma-separated)")
     chosen = [x.strip() for x in layers.split(",") if x.strip()] if layers else None
-    paths = build_figures(run_dir, out, width=WIDTHS[width], layers=chosen, formats=formats)
+    paths = build_figures(load_run(run_dir, required=()), out, width=WIDTHS[width],
+                          layers=chosen, formats=formats)
     for p in paths:
         print(p)
     console.print(f"{len(paths)} figure file(s) in [bold]{out}[/]")

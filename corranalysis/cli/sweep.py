@@ -10,18 +10,28 @@ from ._app import app, console
 
 
 def summary_table(ds):
-    """Per layer (single-layer trials): cuts, trials, best/worst accuracy."""
+    """Per scope and layer: cuts, trials, lowest accuracy, largest tolerated norm loss
+    (accuracy drop within 1 point) over the cuts."""
     from rich.table import Table
+
+    from ..linkage import SCOPES, curves, scope_trials, tolerated_norm_loss
 
     base = float(ds.attrs["baseline_accuracy"])
     table = Table(title=f"sweep (baseline accuracy {base:.4f})")
-    for col in ("layer", "cuts", "trials", "min accuracy", "max norm loss within 1 pt"):
-        table.add_column(col, justify="left" if col == "layer" else "right")
-    for layer in dict.fromkeys(ds["layer"].values.tolist()):
-        sub = ds.where(ds.layer == layer, drop=True)
-        ok = sub.norm_loss.where(sub.accuracy >= base - 0.01)
-        table.add_row(str(layer), str(len(set(sub.cuts.values.tolist()))), str(sub.sizes["trial"]),
-                      f"{float(sub.accuracy.min()):.4f}", f"{float(ok.max()):.4f}")
+    for col in ("scope", "layer", "cuts", "trials", "min accuracy",
+                "tolerated norm loss (1 pt)"):
+        table.add_column(col, justify="left" if col in ("scope", "layer") else "right")
+    for scope in SCOPES:
+        by_layer: dict[str, list] = {}
+        cut_labels: dict[str, set[str]] = {}
+        for (layer, cuts), rows in curves(scope_trials(ds, scope)).items():
+            by_layer.setdefault(layer, []).append(rows)
+            cut_labels.setdefault(layer, set()).update(cuts.split(";"))
+        for layer, groups in by_layer.items():
+            table.add_row(scope, layer, str(len(cut_labels[layer])),
+                          str(sum(g.sizes["trial"] for g in groups)),
+                          f"{min(float(g.accuracy.min()) for g in groups):.4f}",
+                          f"{max(tolerated_norm_loss(g, base, 1.0) for g in groups):.4f}")
     return table
 
 

@@ -1,11 +1,11 @@
 """The study report: HTML + Markdown summary + every figure (PNG and vector PDF) of a run.
 
-:func:`build_report` reads a run directory written by ``corranalysis run``
-(``config.yaml``, ``run.json``, ``spectra.nc``, ``sweep.nc``, ``linkage.nc``,
-``recovery.nc``; optionally ``metrics.nc``, ``tensorize.nc``, ``stages.json``),
-renders the figures of :mod:`corranalysis.figures`, writes automatically worded
-findings that state only what the numbers show, and places the finished report
-at ``reports/NAME`` atomically (built in a temporary directory, renamed at the end).
+:func:`build_report` takes a run as :func:`corranalysis.pipeline.load_run` reads it
+(records and the datasets ``spectra``, ``sweep``, ``linkage``, ``recovery``; optionally
+``metrics``, ``tensorize``), renders the figures of :mod:`corranalysis.report.figures`,
+writes automatically worded findings that state only what the numbers show, and places
+the finished report at ``reports/NAME`` atomically (built in a temporary directory,
+renamed at the end). Nothing here reads files: the CLI and the pipeline do.
 """
 
 from __future__ import annotations
@@ -18,21 +18,20 @@ import shutil
 import tempfile
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
-import yaml
 
 from ..errors import InputError
-from ..io import read_netcdf
+from ..linkage import curves, scope_trials, single_trials, tolerated_norm_loss, truncated_layers
 
-#: Inputs the report needs: file -> the pipeline stage that writes it.
-REQUIRED = {"spectra.nc": "spectra", "sweep.nc": "sweep", "linkage.nc": "linkage",
-            "recovery.nc": "retrain"}
-OPTIONAL = {"metrics.nc": "metrics", "tensorize.nc": "tensorize"}
+if TYPE_CHECKING:  # the pipeline imports the report; the report only names its Run
+    from ..pipeline import Run
+
+#: The datasets figures are drawn from (any of them).
+FIGURE_DATASETS = ("spectra", "sweep", "linkage", "recovery")
 
 #: Report sections: (id, title, figure stems).
 SECTIONS = (
@@ -71,98 +70,6 @@ CAPTIONS = {
 }
 
 
-@dataclass
-class Run:
-    """A run directory's records and datasets."""
-
-    path: Path
-    config: dict[str, Any]
-    record: dict[str, Any]
-    stages: dict[str, dict[str, Any]]
-    datasets: dict[str, xr.Dataset] = field(default_factory=dict)
-
-    @property
-    def name(self) -> str:
-        return str(self.config.get("name") or self.path.name)
-
-
-# --------------------------------------------------------------------------- loading
-
-
-def _stage_hint(run_dir: Path, stage: str) -> str:
-    return (f"run `corranalysis run CONFIG --force {stage}` (CONFIG: the study's "
-            f"configuration, e.g. {run_dir / 'config.yaml'})")
-
-
-def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
-    try:
-        text = path.read_text()
-        data = json.loads(text) if kind == "json" else yaml.safe_load(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise InputError(f"{str(path)!r} cannot be read as {kind.upper()}: {exc}") from None
-    if not isinstance(data, dict):
-        raise InputError(f"{str(path)!r} must hold a mapping; the run directory is damaged")
-    return data
-
-
-def load_run(run_dir: str | os.PathLike, required: Sequence[str] = tuple(REQUIRED)) -> Run:
-    """Read a run directory; InputError naming the stage to run for each missing input."""
-    path = Path(run_dir)
-    if not path.is_dir():
-        raise InputError(f"run directory {str(path)!r} does not exist; give a directory "
-                         "written by `corranalysis run CONFIG` (runs/NAME)")
-    lacking = [f for f in ("config.yaml", "run.json") if not (path / f).is_file()]
-    if lacking:
-        raise InputError(f"{str(path)!r} is not a run directory (no {' / '.join(lacking)}); "
-                         "give a directory written by `corranalysis run CONFIG` (runs/NAME)")
-    missing = [f for f in required if not (path / f).is_file()]
-    if missing:
-        stages = list(dict.fromkeys(REQUIRED[f] for f in missing))
-        raise InputError(
-            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} missing in "
-            f"{str(path)!r}: " + "; ".join(_stage_hint(path, s) for s in stages[:1])
-            + (f" (stages to run: {', '.join(stages)})" if len(stages) > 1 else ""))
-    stages_file = path / "stages.json"
-    run = Run(path=path, config=_read_mapping(path / "config.yaml", "yaml"),
-              record=_read_mapping(path / "run.json", "json"),
-              stages=_read_mapping(stages_file, "json") if stages_file.is_file() else {})
-    for file, key in {**{f: REQUIRED[f] for f in REQUIRED}, **OPTIONAL}.items():
-        if not (path / file).is_file():
-            continue
-        try:
-            run.datasets[file.removesuffix(".nc")] = read_netcdf(path / file)
-        except InputError as exc:
-            hint = _stage_hint(path, key) if file in REQUIRED else "re-create it"
-            raise InputError(f"{exc}; {hint}") from None
-    _check_variables(run)
-    return run
-
-
-_NEEDS = {
-    "spectra": ("singular_values", "norm_loss", "entropy", "chi_max"),
-    "sweep": ("accuracy", "norm_loss", "chi", "params_factorized"),
-    "linkage": ("tolerated_norm_loss", "spearman_rho", "layer_tolerated_norm_loss"),
-    "recovery": ("accuracy",),
-    "tensorize": ("params_before", "params_after", "method", "accuracy"),
-}
-
-
-def _check_variables(run: Run) -> None:
-    stage = {"spectra": "spectra", "sweep": "sweep", "linkage": "linkage",
-             "recovery": "retrain"}
-    for key, names in _NEEDS.items():
-        ds = run.datasets.get(key)
-        if ds is None:
-            continue
-        lacking = [n for n in names if n not in ds.variables]
-        if key == "sweep" and "baseline_accuracy" not in ds.attrs:
-            lacking.append("baseline_accuracy (attribute)")
-        if lacking:
-            hint = _stage_hint(run.path, stage[key]) if key in stage else "re-create it"
-            raise InputError(f"{key}.nc in {str(run.path)!r} lacks {', '.join(lacking)}: it was "
-                             f"not written by this version; {hint}")
-
-
 # --------------------------------------------------------------------------- numbers
 
 
@@ -192,18 +99,6 @@ def _tolerance(linkage: xr.Dataset) -> list[tuple[str, float, str, float]]:
         j = int(np.nanargmax(row))
         out.append((name, float(row[j]), cuts[j], float(np.nanmedian(row))))
     return out
-
-
-def _within(rows: xr.Dataset, base: float, delta: float) -> tuple[float, float]:
-    """(largest norm loss with drop ≤ δ walking by increasing norm loss, worst accuracy)."""
-    nl = np.asarray(rows["norm_loss"].values, dtype=float)
-    acc = np.asarray(rows["accuracy"].values, dtype=float)
-    ok = 0.0
-    for t in np.argsort(nl, kind="stable"):
-        if 100 * (base - acc[t]) > delta:
-            break
-        ok = max(ok, float(nl[t]))
-    return ok, float(acc.min()) if acc.size else float("nan")
 
 
 _MEASURE_NAMES = {"renyi2": "Rényi-2 entropy", "entropy": "von Neumann entropy",
@@ -259,20 +154,17 @@ def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
                        f"{label} (Spearman ρ = {r[i]:+.2f}, p = {p[i]:.2g}, "
                        f"{n} layer–cut pairs; {sig} at p < 0.05).")
     if sw is not None:
-        layer, cuts = np.asarray(sw["layer"].values), np.asarray(sw["cuts"].values)
         parts = []
-        for name in dict.fromkeys(str(x) for x in layer[(cuts == "all") & (layer != "all")]):
-            rows = sw.isel(trial=np.nonzero((layer == name) & (cuts == "all"))[0])
-            ok, worst = _within(rows, base, delta)
+        for (name, _), rows in curves(scope_trials(sw, "all-cuts")).items():
             parts.append(f"layer {name} stays within {delta:g} point(s) up to norm loss "
-                         f"{_num(ok)} (lowest accuracy {_pct(worst)})")
+                         f"{_num(tolerated_norm_loss(rows, base, delta))} (lowest accuracy "
+                         f"{_pct(float(rows['accuracy'].min()))})")
         if parts:
             out.append("Truncating all cuts of one layer at once: " + "; ".join(parts) + ".")
         parts = []
-        for cut in dict.fromkeys(str(c) for c in cuts[layer == "all"]):
-            rows = sw.isel(trial=np.nonzero((layer == "all") & (cuts == cut))[0])
-            ok, worst = _within(rows, base, delta)
-            parts.append(f"{cut}: {_num(ok)} (lowest {_pct(worst)})")
+        for (_, cut), rows in curves(scope_trials(sw, "all-layers")).items():
+            parts.append(f"{cut}: {_num(tolerated_norm_loss(rows, base, delta))} "
+                         f"(lowest {_pct(float(rows['accuracy'].min()))})")
         if parts:
             out.append("Truncating one cut in all layers at once, largest mean norm loss within "
                        f"{delta:g} point(s): " + "; ".join(parts) + ".")
@@ -323,12 +215,12 @@ def tensorize_rows(tz: xr.Dataset, sw: xr.Dataset) -> list[dict[str, Any]]:
     layer with at most as many parameters (equal parameter budget), plus a finding."""
     acc = np.asarray(tz["accuracy"].values, dtype=float)
     rows = []
+    sw = single_trials(sw)
     layer_of, cuts_of = np.asarray(sw["layer"].values), np.asarray(sw["cuts"].values)
     for i, name in enumerate(str(n) for n in tz["layer"].values):
         after = int(tz["params_after"].values[i])
         before = int(tz["params_before"].values[i])
-        idx = np.nonzero((layer_of == name) & (cuts_of != "all")
-                         & (sw["params_factorized"].values <= after))[0]
+        idx = np.nonzero((layer_of == name) & (sw["params_factorized"].values <= after))[0]
         row: dict[str, Any] = {
             "layer": name, "method": str(tz["method"].values[i]),
             "rank": str(tz["rank"].values[i]) if "rank" in tz else "",
@@ -432,11 +324,9 @@ def provenance_rows(run: Run) -> list[tuple[str, str]]:
 
 
 def stage_rows(run: Run) -> list[tuple[str, str, str]]:
-    """(stage, seconds, finished) from stages.json, in pipeline order."""
-    order = ("train", "spectra", "sweep", "linkage", "retrain", "report")
-    names = [s for s in order if s in run.stages] + [s for s in run.stages if s not in order]
-    return [(s, f"{float(run.stages[s].get('seconds', float('nan'))):.1f}",
-             str(run.stages[s].get("finished", ""))) for s in names]
+    """(stage, seconds, finished) from stages.json, in pipeline order (as read)."""
+    return [(s, f"{float(rec.get('seconds', float('nan'))):.1f}", str(rec.get("finished", "")))
+            for s, rec in run.stages.items()]
 
 
 # --------------------------------------------------------------------------- rendering
@@ -543,15 +433,16 @@ def _check_out(out: Path) -> None:
                          "choose another directory or empty it")
 
 
-def build_report(run_dir: str | os.PathLike, out_dir: str | os.PathLike | None = None) -> Path:
-    """Build the report of ``run_dir`` into ``out_dir`` (default ``reports/NAME``); return it.
+def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
+    """Build the report of ``run`` into ``out_dir`` (default ``reports/NAME``); return it.
 
-    Writes ``index.html`` (figures beside it under ``figures/``), ``summary.md`` and
-    every figure as PNG and PDF. Inputs are checked first; the report is built in a
-    temporary directory and renamed into place, replacing an earlier report only at the end.
+    ``run``: a run as :func:`corranalysis.load_run` reads it (``ca.build_report(
+    ca.load_run("runs/NAME"))``). Writes ``index.html`` (figures beside it under
+    ``figures/``), ``summary.md`` and every figure as PNG and PDF. The report is built
+    in a temporary directory and renamed into place, replacing an earlier report only
+    at the end.
     """
     t0 = time.perf_counter()
-    run = load_run(run_dir)
     out = Path(out_dir) if out_dir is not None else _default_out(run)
     _check_out(out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -588,33 +479,39 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
             shutil.rmtree(old, ignore_errors=True)
 
 
-def build_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
+def build_figures(run: Run | Mapping[str, xr.Dataset], out_dir: str | os.PathLike,
                   width: float | None = None, layers: Sequence[str] | None = None,
                   formats: Sequence[str] = ("pdf",)) -> list[Path]:
-    """The paper figures of ``run_dir`` alone (vector PDF by default) into ``out_dir``.
+    """The paper figures of ``run`` alone (vector PDF by default) into ``out_dir``.
 
-    Uses whichever datasets the run has; InputError when it has none of them.
-    ``width``: force every figure to this width in inches (default: each figure's
-    own journal width, 3.4 or 7.0 in). Files are renamed into place when all are drawn.
+    ``run``: a run as :func:`corranalysis.load_run` reads it, or its datasets by name
+    (any of ``spectra``, ``sweep``, ``linkage``, ``recovery``, ``tensorize``,
+    ``metrics``); InputError when it has none of the first four. ``width``: force
+    every figure to this width in inches (default: each figure's own journal width,
+    3.4 or 7.0 in). Files are renamed into place when all are drawn.
     """
-    run = load_run(run_dir, required=())
-    if not any(k in run.datasets for k in ("spectra", "sweep", "linkage", "recovery")):
-        raise InputError(f"{str(run.path)!r} holds none of {', '.join(REQUIRED)}: "
-                         + _stage_hint(run.path, "spectra"))
+    datasets = run if isinstance(run, Mapping) else run.datasets
+    if not any(k in datasets for k in FIGURE_DATASETS):
+        where = "" if isinstance(run, Mapping) else f" of {str(run.path)!r}"
+        raise InputError(f"the run{where} holds none of the datasets "
+                         f"{', '.join(FIGURE_DATASETS)}: run the study first "
+                         "(`corranalysis run CONFIG`)")
     if layers is not None:
-        known = {str(n) for d in run.datasets.values() if "layer" in d.coords
+        known = {str(n) for key, d in datasets.items() if key != "sweep" and "layer" in d.coords
                  for n in d["layer"].values}
+        if "sweep" in datasets:
+            known.update(truncated_layers(datasets["sweep"]))
         unknown = [n for n in layers if n not in known]
         if unknown or not layers:
             raise InputError(f"layers {unknown or list(layers)} are not in the run; valid: "
-                             f"{', '.join(sorted(known - {'all'}))}")
+                             f"{', '.join(sorted(known))}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a directory for the figures")
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".figures.tmp-", dir=out))
     try:
-        stems = render_figures(run.datasets, tmp, formats, width=width, layers=layers)
+        stems = render_figures(datasets, tmp, formats, width=width, layers=layers)
         paths = []
         for stem in stems:
             for fmt in formats:
@@ -625,4 +522,4 @@ def build_figures(run_dir: str | os.PathLike, out_dir: str | os.PathLike,
     return paths
 
 
-__all__ = ["build_figures", "build_report", "findings", "load_run"]
+__all__ = ["build_figures", "build_report", "findings"]

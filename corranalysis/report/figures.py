@@ -25,10 +25,14 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
+from ..linkage import curves, kept_fraction, scope_trials, single_trials  # noqa: E402
+
 ONE_COLUMN = 3.4
 TWO_COLUMNS = 7.0
 PALETTE = "colorblind"
 ALL_COLOR = "#222222"
+#: The line of a truncation of all cuts of a layer at once (beside one line per cut).
+ALL_CUTS_STYLE = {"color": ALL_COLOR, "ls": "-", "marker": "o"}
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MODE_STYLE = {"dense": {"color": sns.color_palette(PALETTE)[0], "marker": "o", "ls": "-"},
@@ -65,8 +69,8 @@ def cut_colors(cuts: Sequence[str]) -> dict[str, dict]:
     """Line style per cut label (colour, linestyle, marker), fixed by the order of ``cuts``.
 
     Colours come from seaborn's colour-blind palette; past its 10 colours the
-    linestyle and marker change too, so every cut stays distinguishable. ``"all"``
-    is dark grey.
+    linestyle and marker change too, so every cut stays distinguishable (all cuts at
+    once: :data:`ALL_CUTS_STYLE`, dark grey).
     """
     colors = sns.color_palette(PALETTE)
     out: dict[str, dict] = {}
@@ -74,7 +78,6 @@ def cut_colors(cuts: Sequence[str]) -> dict[str, dict]:
         j = i // len(colors)
         out[cut] = {"color": colors[i % len(colors)], "ls": LINESTYLES[j % len(LINESTYLES)],
                     "marker": MARKERS[(i + j) % len(MARKERS)]}
-    out.setdefault("all", {"color": ALL_COLOR, "ls": "-", "marker": "o"})
     return out
 
 
@@ -150,14 +153,6 @@ def _baseline_handles(delta: float | None) -> list[Line2D]:
     if delta is not None:
         out.append(Line2D([], [], color="0.6", lw=0.8, ls=":", label=f"baseline − {delta:g} pt"))
     return out
-
-
-def single_trials(sweep: xr.Dataset) -> xr.Dataset:
-    """The sweep's one-layer, one-cut trials."""
-    mask = (sweep["layer"] != "all") & (sweep["cuts"] != "all")
-    if "n_layers" in sweep:
-        mask = mask & (sweep["n_layers"] == 1)
-    return sweep.isel(trial=np.nonzero(np.asarray(mask.values))[0])
 
 
 def _curve(rows: xr.Dataset, x: str) -> tuple[np.ndarray, np.ndarray]:
@@ -288,9 +283,10 @@ def _accuracy_panels(single: xr.Dataset, x: str, log_x: bool, xlabel: str,
                      palette: Mapping[str, dict] | None, delta: float | None,
                      width: float) -> Figure:
     """Test accuracy against ``single[x]``: a panel per layer, a line per cut."""
-    cuts = list(dict.fromkeys(str(c) for c in single["cuts"].values))
+    groups = curves(single)
+    cuts = list(dict.fromkeys(cut for _, cut in groups))
     pal = _palette(palette, cuts)
-    names = [n for n in dict.fromkeys(str(v) for v in single["layer"].values)
+    names = [n for n in dict.fromkeys(name for name, _ in groups)
              if layers is None or n in {str(v) for v in layers}]
     base = float(sweep.attrs["baseline_accuracy"])
     fig, axes = _grid(max(len(names), 1), width, sharey=True)
@@ -299,9 +295,7 @@ def _accuracy_panels(single: xr.Dataset, x: str, log_x: bool, xlabel: str,
         return fig
     shown: list[str] = []
     for ax, name in zip(axes, names, strict=True):
-        rows_l = single.isel(trial=np.nonzero(single["layer"].values == name)[0])
-        for cut in dict.fromkeys(str(c) for c in rows_l["cuts"].values):
-            rows = rows_l.isel(trial=np.nonzero(rows_l["cuts"].values == cut)[0])
+        for cut, rows in ((c, r) for (n, c), r in groups.items() if n == name):
             xs, ys = _curve(rows, x)
             st = pal[cut]
             ax.plot(_log_floor(xs) if log_x else xs, ys, color=st["color"], ls=st["ls"],
@@ -332,21 +326,6 @@ def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None
                             layers, palette, delta, width)
 
 
-def _kept_fraction(rows: xr.Dataset, spectra: xr.Dataset | None) -> np.ndarray:
-    """χ/χ_max per trial: χ_max from the spectra, else from ``frac=`` keep labels."""
-    out = np.full(rows.sizes["trial"], np.nan)
-    for i in range(rows.sizes["trial"]):
-        layer, cut = str(rows["layer"].values[i]), str(rows["cuts"].values[i])
-        keep = str(rows["keep"].values[i])
-        if (spectra is not None and layer in spectra["layer"].values
-                and cut in spectra["cut"].values):
-            out[i] = float(rows["chi"].values[i]) / float(spectra["chi_max"].sel(layer=layer,
-                                                                                  cut=cut))
-        elif keep.startswith("frac="):
-            out[i] = float(keep[5:])
-    return out
-
-
 @styled
 def accuracy_vs_kept_fraction(sweep: xr.Dataset, spectra: xr.Dataset | None = None,
                               layers: Sequence[str] | None = None,
@@ -354,7 +333,7 @@ def accuracy_vs_kept_fraction(sweep: xr.Dataset, spectra: xr.Dataset | None = No
                               delta: float | None = 1.0, width: float = TWO_COLUMNS) -> Figure:
     """Test accuracy against kept fraction χ/χ_max per layer, one line per cut."""
     single = single_trials(sweep)
-    single = single.assign(kept=("trial", _kept_fraction(single, spectra)))
+    single = single.assign(kept=("trial", kept_fraction(single, spectra)))
     return _accuracy_panels(single, "kept", False, "kept fraction χ/χ$_{max}$", sweep, layers,
                             palette, delta, width)
 
@@ -365,20 +344,18 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
     """Left: all cuts of one layer at once (a line per layer). Right: one cut in all layers
     at once (a line per cut). Test accuracy against norm loss (mean over truncated layers)."""
     base = float(sweep.attrs["baseline_accuracy"])
-    layer, cuts_of = np.asarray(sweep["layer"].values), np.asarray(sweep["cuts"].values)
-    all_cuts = sweep.isel(trial=np.nonzero((cuts_of == "all") & (layer != "all"))[0])
-    all_layers = sweep.isel(trial=np.nonzero(layer == "all")[0])
-    cuts = list(dict.fromkeys(str(c) for c in all_layers["cuts"].values))
+    all_cuts = curves(scope_trials(sweep, "all-cuts"))
+    all_layers = curves(scope_trials(sweep, "all-layers"))
+    cuts = list(dict.fromkeys(cut for _, cut in all_layers))
     pal = _palette(palette, cuts)
     narrow = width < 5
     fig, (left, right) = plt.subplots(2 if narrow else 1, 1 if narrow else 2,
                                       figsize=(width, 5.0 if narrow else 2.8),
                                       sharey=True, layout="constrained")
-    if all_cuts.sizes["trial"]:
-        names = list(dict.fromkeys(str(n) for n in all_cuts["layer"].values))
+    if all_cuts:
+        names = list(dict.fromkeys(name for name, _ in all_cuts))
         colors = layer_colors(names)
-        for name in names:
-            rows = all_cuts.isel(trial=np.nonzero(all_cuts["layer"].values == name)[0])
+        for (name, _), rows in all_cuts.items():
             x, y = _curve(rows, "norm_loss")
             left.plot(_log_floor(x), y, color=colors[name], marker="o", label=f"layer {name}")
         left.legend(title="all cuts of", loc="lower left", ncol=1 + len(names) // 8,
@@ -388,9 +365,8 @@ def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None =
     else:
         _empty(left, "no all-cuts trials in the sweep")
     left.set_title("all cuts of one layer at once")
-    if all_layers.sizes["trial"]:
-        for cut in cuts:
-            rows = all_layers.isel(trial=np.nonzero(all_layers["cuts"].values == cut)[0])
+    if all_layers:
+        for (_, cut), rows in all_layers.items():
             x, y = _curve(rows, "norm_loss")
             st = pal[cut]
             right.plot(_log_floor(x), y, color=st["color"], ls=st["ls"], marker=st["marker"],
@@ -514,14 +490,18 @@ def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
 # --------------------------------------------------------------------------- tensorize
 
 
-def _truncation_rows(sweep: xr.Dataset, layers: Sequence[str]) -> xr.Dataset:
-    """Sweep trials comparable with compressing ``layers``: single-layer (and all-cuts)
-    trials of that layer when it is one, else the all-layers trials."""
+def _truncation_curves(sweep: xr.Dataset, layers: Sequence[str]) -> dict[str, xr.Dataset]:
+    """Sweep trials comparable with compressing ``layers``, by cut (``""``: all cuts at
+    once): the single-layer and all-cuts trials of that layer when it is one, else the
+    all-layers trials."""
     if len(layers) == 1:
-        idx = np.nonzero(sweep["layer"].values == layers[0])[0]
-    else:
-        idx = np.nonzero(sweep["layer"].values == "all")[0]
-    return sweep.isel(trial=idx)
+        out = {cut: rows for (name, cut), rows in curves(single_trials(sweep)).items()
+               if name == layers[0]}
+        for (name, _), rows in curves(scope_trials(sweep, "all-cuts")).items():
+            if name == layers[0]:
+                out[""] = rows
+        return out
+    return {cut: rows for (_, cut), rows in curves(scope_trials(sweep, "all-layers")).items()}
 
 
 @styled
@@ -531,18 +511,15 @@ def tensorize_figure(tensorize: xr.Dataset, sweep: xr.Dataset,
     """Test accuracy against the parameter fraction kept in the compressed layers:
     truncation trials (lines per cut) against the tensorized model (encoded, fine-tuned)."""
     layers = [str(n) for n in tensorize["layer"].values]
-    rows = _truncation_rows(sweep, layers)
-    rows = rows.assign(param_frac=rows["params_factorized"] / rows["params_dense"])
-    cuts = list(dict.fromkeys(str(c) for c in rows["cuts"].values))
-    pal = _palette(palette, cuts)
+    groups = _truncation_curves(sweep, layers)
+    pal = _palette(palette, [cut for cut in groups if cut])
     fig, ax = plt.subplots(figsize=(width, 3.4 if width < 5 else 3.0), layout="constrained")
-    for cut in cuts:
-        sub = rows.isel(trial=np.nonzero(rows["cuts"].values == cut)[0])
-        x, y = _curve(sub, "param_frac")
-        st = pal[cut]
-        label = "all cuts" if cut == "all" else cut
+    for cut, rows in groups.items():
+        rows = rows.assign(param_frac=rows["params_factorized"] / rows["params_dense"])
+        x, y = _curve(rows, "param_frac")
+        st = pal[cut] if cut else ALL_CUTS_STYLE
         ax.plot(x, y, color=st["color"], ls=st["ls"], marker=st["marker"],
-                label=f"truncate {label}")
+                label=f"truncate {cut or 'all cuts'}")
     frac = float(tensorize["params_after"].sum()) / float(tensorize["params_before"].sum())
     methods = "+".join(dict.fromkeys(str(m) for m in tensorize["method"].values))
     acc = 100 * np.asarray(tensorize["accuracy"].values, dtype=float)
@@ -587,13 +564,6 @@ def training_figure(metrics: xr.Dataset, width: float = ONE_COLUMN) -> Figure:
 # --------------------------------------------------------------------------- all figures
 
 
-def all_figures(datasets: Mapping[str, xr.Dataset], width: float | None = None,
-                layers: Sequence[str] | None = None) -> dict[str, Figure]:
-    """Every figure the ``datasets`` allow, by file stem, in report order (see
-    :func:`figure_makers`)."""
-    return {name: make() for name, make in figure_makers(datasets, width, layers).items()}
-
-
 def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None,
                   layers: Sequence[str] | None = None) -> dict[str, Callable[[], Figure]]:
     """A function drawing each figure the ``datasets`` allow, by file stem, in report order.
@@ -604,9 +574,12 @@ def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None
     """
     spectra, sw = datasets.get("spectra"), datasets.get("sweep")
     cuts: list[str] = []
-    for ds, coord in ((spectra, "cut"), (sw, "cuts"), (datasets.get("linkage"), "cut")):
+    for ds in (spectra, datasets.get("linkage")):
         if ds is not None:
-            cuts += [str(c) for c in ds[coord].values if str(c) != "all"]
+            cuts += [str(c) for c in ds["cut"].values]
+    if sw is not None:  # the trials along one cut
+        cuts += [cut for scope in ("layer", "all-layers")
+                 for _, cut in curves(scope_trials(sw, scope))]
     pal = cut_colors(list(dict.fromkeys(cuts)))
     delta = float(datasets["linkage"].attrs.get("delta_points", 1.0)) \
         if "linkage" in datasets else 1.0
@@ -656,9 +629,8 @@ def save_figure(fig: Figure, stem: str | object, formats: Sequence[str] = ("png"
 
 
 __all__ = [
-    "ONE_COLUMN", "TWO_COLUMNS", "accuracy_vs_kept_fraction", "accuracy_vs_norm_loss",
-    "all_figures", "combined_truncations", "cut_colors", "entropy_heatmap", "figure_makers",
-    "layer_colors",
-    "norm_loss_figure", "recovery_figure", "save_figure", "single_trials", "spectra_figure",
-    "style", "tensorize_figure", "tolerance_figure", "training_figure",
+    "ALL_CUTS_STYLE", "ONE_COLUMN", "TWO_COLUMNS", "accuracy_vs_kept_fraction",
+    "accuracy_vs_norm_loss", "combined_truncations", "cut_colors", "entropy_heatmap",
+    "figure_makers", "layer_colors", "norm_loss_figure", "recovery_figure", "save_figure",
+    "spectra_figure", "style", "tensorize_figure", "tolerance_figure", "training_figure",
 ]

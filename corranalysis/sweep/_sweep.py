@@ -1,10 +1,13 @@
 """Sweeps: a grid of truncation trials evaluated on data, resumable and distributable.
 
-A *trial* truncates one layer along one cut with one keep spec (``plans="layer"``),
-one layer along all the sweep's cuts at once (``"all-cuts"``, ``cuts="all"``) or
-every selected layer along one cut at once (``"all-layers"``, ``layer="all"``), and
+A *trial* truncates one layer along one cut with one keep spec (scope ``layer``),
+one layer along all the sweep's cuts of it at once (scope ``all-cuts``) or every
+selected layer holding a cut along that cut at once (scope ``all-layers``), and
 evaluates the model. The result is the sweep dataset of DESIGN.md: one row per
-trial along ``trial`` with coordinates ``layer``, ``cuts``, ``keep``.
+trial along ``trial`` with coordinates ``scope``, ``layer`` (the layer, or the
+``,``-joined layers of an all-layers trial), ``cuts`` (the cut, or the ``;``-joined
+cuts of an all-cuts trial) and ``keep``; select trial kinds by ``scope`` (the views
+of :mod:`corranalysis.linkage`).
 
 Trials run in chunks; each chunk is one batch-major pass over the data
 (:mod:`corranalysis.evaluation`) so a trial that changes one layer never
@@ -18,7 +21,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import threading
 import uuid
@@ -66,23 +68,29 @@ def default_keeps(chi_max: int) -> list[KeepSpec]:
     fracs = []
     for f in DEFAULT_FRACS:
         fracs.append(KeepSpec("frac", f))
-        if math.ceil(f * chi_max - 1e-9) <= 1:
+        if fracs[-1].chi(None, chi_max) <= 1:
             break
     return fracs + [KeepSpec("loss", e) for e in DEFAULT_LOSSES]
 
 
 @dataclass(frozen=True)
 class TrialSpec:
-    """One trial: its coordinates and the plan it applies."""
+    """One trial: its coordinates and the plan it applies.
 
+    ``scope``: ``layer``, ``all-cuts`` or ``all-layers``; ``layer``: the layer, or the
+    ``,``-joined layers of an all-layers trial; ``cuts``: the cut, or the ``;``-joined
+    cuts of an all-cuts trial.
+    """
+
+    scope: str
     layer: str
     cuts: str
     keep: str
     plan: Plan
 
     def as_dict(self) -> dict[str, Any]:
-        return {"layer": self.layer, "cuts": self.cuts, "keep": self.keep,
-                "plan": self.plan.as_dict()}
+        return {"scope": self.scope, "layer": self.layer, "cuts": self.cuts,
+                "keep": self.keep, "plan": self.plan.as_dict()}
 
 
 def _as_keeps(keeps: str | Sequence[KeepLike] | None) -> list[KeepSpec] | None:
@@ -160,20 +168,21 @@ def build_trials(
         for name in names:
             for label in layer_cuts[name]:
                 for k in keep_list:
-                    trials.append(TrialSpec(name, label, k.label, Plan(
+                    trials.append(TrialSpec("layer", name, label, k.label, Plan(
                         {name: PlanEntry((label,), (k,), legs)})))
     if "all-cuts" in modes:
         for name in names:
             for k in keep_list:
                 entry = PlanEntry(tuple(layer_cuts[name]), (k,) * len(layer_cuts[name]), legs)
-                trials.append(TrialSpec(name, "all", k.label, Plan({name: entry})))
+                trials.append(TrialSpec("all-cuts", name, ";".join(layer_cuts[name]), k.label,
+                                        Plan({name: entry})))
     if "all-layers" in modes:
         all_labels = list(dict.fromkeys(c for n in names for c in layer_cuts[n]))
         for label in all_labels:
             holders = [n for n in names if label in layer_cuts[n]]
             for k in keep_list:
                 plan = Plan({n: PlanEntry((label,), (k,), legs) for n in holders})
-                trials.append(TrialSpec("all", label, k.label, plan))
+                trials.append(TrialSpec("all-layers", ",".join(holders), label, k.label, plan))
     return trials
 
 
@@ -375,6 +384,7 @@ def _part_dataset(part: Mapping[str, Any], trials: Sequence[TrialSpec]) -> xr.Da
     data = {v: ("trial", np.array([r[v] for r in recs])) for v in VARIABLES}
     ds = xr.Dataset(data, coords={
         "trial": idx,
+        "scope": ("trial", [trials[i].scope for i in idx]),
         "layer": ("trial", [trials[i].layer for i in idx]),
         "cuts": ("trial", [trials[i].cuts for i in idx]),
         "keep": ("trial", [trials[i].keep for i in idx]),
@@ -397,6 +407,13 @@ _ATTRS = {
     "n_layers": ("number of layers the trial truncates", "1"),
     "plan": ("the trial's plan as JSON {layer: {cuts, keep}}", ""),
 }
+_COORD_ATTRS = {
+    "scope": "what the trial truncates: layer (one layer, one cut), all-cuts (one layer, "
+             "every cut), all-layers (one cut, every layer)",
+    "layer": "the truncated layer (all-layers: the layers, comma-separated)",
+    "cuts": "the truncated cut (all-cuts: the cuts, semicolon-separated)",
+    "keep": "keep spec of every truncated cut",
+}
 
 
 def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dataset:
@@ -407,6 +424,8 @@ def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dat
         raise RuntimeError(f"chunks disagree on the baseline accuracy: {sorted(base)}")
     for name, (long_name, units) in _ATTRS.items():
         ds[name].attrs = {"long_name": long_name, "units": units}
+    for name, long_name in _COORD_ATTRS.items():
+        ds[name].attrs = {"long_name": long_name}
     ds.attrs = {"baseline_accuracy": float(parts[0].attrs["baseline_accuracy"]),
                 "baseline_loss": float(parts[0].attrs["baseline_loss"]),
                 "n_samples": int(parts[0].attrs["n_samples"]), **attrs}
@@ -456,9 +475,10 @@ def sweep(
 
     ``model``: a module whose selected layers have kernels; ``data``: an iterable of
     ``(x, y)`` batches (a DataLoader; its order is the evaluation order). Returns the
-    sweep dataset (dim ``trial``; coordinates ``layer``, ``cuts``, ``keep``; variables
-    accuracy (fraction), loss, norm_loss, rel_error, fidelity, chi, params_factorized,
-    params_dense, n_layers, plan; attrs ``baseline_accuracy`` and provenance).
+    sweep dataset (dim ``trial``; coordinates ``scope``, ``layer``, ``cuts``, ``keep``;
+    variables accuracy (fraction), loss, norm_loss, rel_error, fidelity, chi,
+    params_factorized, params_dense, n_layers, plan; attrs ``baseline_accuracy`` and
+    provenance).
 
     ``out``: write the dataset there (atomically), with finished chunks kept in
     ``<out>.parts/`` meanwhile; ``resume=True`` continues from them. ``workers`` /
