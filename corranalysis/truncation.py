@@ -111,8 +111,8 @@ class KeepSpec:
         """InputError unless this spec fits a cut of rank ``chi_max`` (``chi=N`` needs
         N ≤ χ_max; ``frac`` and ``loss`` always fit): the one home of that check."""
         if self.kind == "chi" and self.value > chi_max:
-            raise InputError(f"keep spec {self.label}{where}: chi must be <= chi_max = "
-                             f"{chi_max}; use chi <= chi_max or a frac= spec")
+            raise InputError(f"keep spec {self.label}{where} exceeds chi_max: chi must be "
+                             f"<= chi_max = {chi_max}; use a smaller chi or a frac= spec")
 
     def chi(self, s: np.ndarray | None, chi_max: int, where: str = "") -> int:
         """χ this spec keeps for singular values ``s`` (descending) of a cut of rank ``chi_max``

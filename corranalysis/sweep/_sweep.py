@@ -37,7 +37,7 @@ from torch import nn
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
-from ..kernels import LegsSpec, select_cuts, select_layers
+from ..kernels import CUT_MODES, LegsSpec, as_cuts, select_cuts, select_layers
 from ..provenance import provenance
 from ..runtime import check_data_fits, evaluate_variants, load_trained
 from ..truncation import (
@@ -49,6 +49,7 @@ from ..truncation import (
     cut_dims,
     layout_of,
     parse_cuts,
+    parse_keeps,
     truncate,
 )
 
@@ -93,17 +94,6 @@ class TrialSpec:
                 "keep": self.keep, "plan": self.plan.as_dict()}
 
 
-def _as_keeps(keeps: str | Sequence[KeepLike] | None) -> list[KeepSpec] | None:
-    if keeps is None or keeps == "default":
-        return None
-    if isinstance(keeps, str):
-        keeps = [k for k in keeps.replace(";", ",").split(",") if k.strip()]
-    out = [KeepSpec.parse(k) for k in keeps]
-    if not out:
-        raise InputError("keeps: give at least one keep spec, e.g. frac=0.5,loss=0.1")
-    return out
-
-
 def _as_modes(plans: str | Sequence[str]) -> list[str]:
     if isinstance(plans, str):
         plans = [p for p in plans.split(",") if p.strip()]
@@ -136,16 +126,16 @@ def build_trials(
     chi_max: dict[tuple[str, str], int] = {}
     for name, module in chosen:
         layout = layout_of(tuple(module.weight.shape), legs)
-        if isinstance(cuts, str) and cuts in ("all", "contiguous"):
-            labels = [c.label for c in select_cuts(layout.names, cuts)]
+        spec = as_cuts(cuts)
+        if spec in CUT_MODES:
+            labels = [c.label for c in select_cuts(layout.names, spec)]
         else:
             labels = []
-            for label in ([cuts] if isinstance(cuts, str) else cuts):
-                for part in label.split(";"):
-                    try:
-                        labels.append(parse_cuts(part, layout)[0].label)
-                    except InputError:
-                        continue
+            for part in spec:
+                try:
+                    labels.append(parse_cuts(part, layout)[0].label)
+                except InputError:
+                    continue
         layer_cuts[name] = list(dict.fromkeys(labels))
         for label in layer_cuts[name]:
             chi_max[name, label] = min(cut_dims(layout, parse_cuts(label, layout)[0]))
@@ -154,14 +144,10 @@ def build_trials(
                  for n, m in chosen}
         listing = "; ".join(f"{n}: {', '.join(v)}" for n, v in valid.items())
         raise InputError(f"cuts {cuts!r} fit none of the selected layers; valid cuts: {listing}")
-    keep_list = _as_keeps(keeps) or default_keeps(max(chi_max.values()))
+    keep_list = parse_keeps(keeps) or default_keeps(max(chi_max.values()))
     for k in keep_list:
-        if k.kind == "chi":
-            over = [f"{n} {c} (chi_max {m})" for (n, c), m in chi_max.items() if k.value > m]
-            if over:
-                raise InputError(f"keep spec {k.label} exceeds chi_max of {', '.join(over[:6])}"
-                                 f"{' ...' if len(over) > 6 else ''}; use chi <= chi_max "
-                                 "or a frac= spec")
+        for (n, c), m in chi_max.items():
+            k.check(m, where=f" (layer {n!r}, cut {c!r})")
     trials: list[TrialSpec] = []
     names = [n for n, _ in chosen if layer_cuts[n]]
     if "layer" in modes:
@@ -495,7 +481,7 @@ def sweep(
         raise InputError(f"workers={workers!r}: give a number of worker processes >= 1")
     source = source or ObjectSource(model, data)
     chunks = make_chunks(trials, model, chunk_size)
-    keep_labels = [k.label for k in _as_keeps(keeps) or []] or "default"
+    keep_labels = [k.label for k in parse_keeps(keeps) or []] or "default"
     conf = {"layers": layers, "cuts": cuts, "keeps": keep_labels,
             "plans": plans, "kinds": kinds, "legs": legs, "method": method,
             **(dict(config) if config else {})}
