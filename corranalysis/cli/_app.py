@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Annotated
+
 import typer
 from rich.console import Console
 
@@ -13,3 +16,11 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
+
+# Options shared by several verbs: one declaration each.
+Checkpoint = Annotated[Path, typer.Argument(help="model.pt (a state_dict)")]
+ModelOption = Annotated[str | None, typer.Option(
+    "--model", "-m", help="model name or package.module:factory (default: from the run.json "
+    "beside the checkpoint)")]
+DatasetOption = Annotated[str | None, typer.Option(
+    "--dataset", "-d", help="data set name (default: from run.json)")]

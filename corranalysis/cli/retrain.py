@@ -7,17 +7,14 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import Checkpoint, DatasetOption, ModelOption, app, console
 
 
 @app.command("retrain")
 def retrain_cmd(
-    checkpoint: Path = typer.Argument(..., help="model.pt (a state_dict)"),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="model name or package.module:factory "
-                                          "(default: from run.json beside the checkpoint)"),
-    dataset: str | None = typer.Option(None, "--dataset", "-d",
-                                       help="data set name (default: from run.json)"),
+    checkpoint: Checkpoint,
+    model: ModelOption = None,
+    dataset: DatasetOption = None,
     plan: str = typer.Option(..., help="plan file (YAML/JSON {layer: {cuts: [..], keep: "
                              "'frac=0.2'}}) or 'auto' (with --sweep)"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="epochs of re-training"),

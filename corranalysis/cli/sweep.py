@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import Checkpoint, DatasetOption, ModelOption, app, console
 
 
 def summary_table(ds):
@@ -37,12 +37,9 @@ def summary_table(ds):
 
 @app.command("sweep")
 def sweep_cmd(
-    checkpoint: Path = typer.Argument(..., help="model.pt (a state_dict)"),
-    model: str | None = typer.Option(None, "--model", "-m",
-                                     help="model name or package.module:factory "
-                                          "(default: from run.json beside the checkpoint)"),
-    dataset: str | None = typer.Option(None, "--dataset", "-d",
-                                       help="data set name (default: from run.json)"),
+    checkpoint: Checkpoint,
+    model: ModelOption = None,
+    dataset: DatasetOption = None,
     out: Path = typer.Option(..., "--out", "-o", help="sweep netCDF file to write"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
     layers: str | None = typer.Option(None, help="glob(s) on layer names, comma-separated"),

@@ -21,11 +21,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jinja2
 import numpy as np
 import xarray as xr
 
+from .. import __version__
 from ..errors import InputError
 from ..linkage import curves, scope_trials, single_trials, tolerated_norm_loss, truncated_layers
+from .figures import figure_makers, save_figure
 
 if TYPE_CHECKING:  # the pipeline imports the report; the report only names its Run
     from ..pipeline import Run
@@ -333,8 +336,6 @@ def stage_rows(run: Run) -> list[tuple[str, str, str]]:
 
 
 def _env():
-    import jinja2
-
     return jinja2.Environment(loader=jinja2.PackageLoader("corranalysis.report", "templates"),
                               autoescape=True, trim_blocks=True, lstrip_blocks=True,
                               undefined=jinja2.StrictUndefined)
@@ -370,8 +371,6 @@ def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
                    formats: Sequence[str] = ("png", "pdf"), width: float | None = None,
                    layers: Sequence[str] | None = None) -> list[str]:
     """Write every figure the datasets allow into ``out_dir`` (``stem.fmt``); return stems."""
-    from .figures import figure_makers, save_figure
-
     stems = []
     for stem, draw in figure_makers(datasets, width=width, layers=layers).items():
         save_figure(draw(), out_dir / stem, formats)
@@ -380,8 +379,6 @@ def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
 
 
 def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
-    from .. import __version__
-
     def fig(stem: str) -> dict[str, str]:
         return {"stem": stem, "title": _TITLES.get(stem, stem), "caption": CAPTIONS.get(stem, ""),
                 "png": f"figures/{stem}.png", "pdf": f"figures/{stem}.pdf"}

@@ -24,6 +24,7 @@ import xarray as xr  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
 from ..linkage import curves, kept_fraction, scope_trials, single_trials  # noqa: E402
 
@@ -171,8 +172,6 @@ def _nl_label(width: float, what: str = "") -> str:
 def _log_axis(ax: Axes, axis: str = "x") -> None:
     """Log scale with labelled decades only (1, 2, 5 × 10^n when the data span less than a
     decade); call after plotting."""
-    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
-
     getattr(ax, f"set_{axis}scale")("log")
     target = ax.xaxis if axis == "x" else ax.yaxis
     lo, hi = ax.dataLim.intervalx if axis == "x" else ax.dataLim.intervaly

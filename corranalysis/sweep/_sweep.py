@@ -33,6 +33,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
+from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import InputError
@@ -513,8 +514,6 @@ def sweep(
     todo = [c for c in range(len(chunks)) if c not in done]
     bar = None
     if progress:
-        from tqdm.auto import tqdm
-
         bar = tqdm(total=len(trials), unit="trial", desc="sweep",
                    initial=sum(len(chunks[c]) for c in done))
 
