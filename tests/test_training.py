@@ -279,7 +279,8 @@ def test_cli_defaults_are_the_runtimes(tmp_path):
     from corranalysis.cli.train import train_cmd
     from corranalysis.runtime import BATCH_SIZE, DEFAULT_OPTIM
 
-    shown = {name: p.default.default for name, p in inspect.signature(train_cmd).parameters.items()}
+    shown = {name: getattr(p.default, "default", p.default)
+             for name, p in inspect.signature(train_cmd).parameters.items()}
     for key, value in DEFAULT_OPTIM.as_dict().items():
         assert shown[key] == value, key
     assert shown["batch_size"] == BATCH_SIZE

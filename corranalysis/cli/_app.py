@@ -24,3 +24,12 @@ ModelOption = Annotated[str | None, typer.Option(
     "beside the checkpoint)")]
 DatasetOption = Annotated[str | None, typer.Option(
     "--dataset", "-d", help="data set name (default: from run.json)")]
+# The optimiser options of the verbs that train (train, retrain); each verb gives its defaults.
+OptimizerOption = Annotated[str, typer.Option(help="sgd (Nesterov momentum), adam or adamw")]
+LrOption = Annotated[float, typer.Option(help="peak learning rate (after warm-up)")]
+MomentumOption = Annotated[float, typer.Option(help="SGD momentum")]
+WeightDecayOption = Annotated[float, typer.Option(help="L2 weight decay")]
+ScheduleOption = Annotated[str, typer.Option(
+    help="cosine, step (×0.1 at 50%/75%) or constant")]
+WarmupOption = Annotated[float, typer.Option(help="fraction of the steps spent in linear warm-up")]
+BatchSizeOption = Annotated[int, typer.Option(help="training batch size")]

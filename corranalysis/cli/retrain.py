@@ -7,7 +7,20 @@ from pathlib import Path
 
 import typer
 
-from ._app import Checkpoint, DatasetOption, ModelOption, app, console
+from ._app import (
+    BatchSizeOption,
+    Checkpoint,
+    DatasetOption,
+    LrOption,
+    ModelOption,
+    MomentumOption,
+    OptimizerOption,
+    ScheduleOption,
+    WarmupOption,
+    WeightDecayOption,
+    app,
+    console,
+)
 
 
 @app.command("retrain")
@@ -23,13 +36,13 @@ def retrain_cmd(
     min_drop: float = typer.Option(10.0, help="--plan auto: accuracy drop (points) at least"),
     mode: list[str] = typer.Option(["dense", "projected"], help="dense | projected | local "
                                    "(repeatable, or 'all')"),
-    optimizer: str = typer.Option("sgd", help="sgd | adam | adamw"),
-    lr: float = typer.Option(0.002, help="peak learning rate (after warm-up)"),
-    momentum: float = typer.Option(0.9, help="SGD momentum"),
-    weight_decay: float = typer.Option(5e-4, help="L2 weight decay"),
-    schedule: str = typer.Option("cosine", help="cosine | step | constant"),
-    warmup: float = typer.Option(0.1, help="fraction of the steps spent in linear warm-up"),
-    batch_size: int = typer.Option(32, help="training batch size"),
+    optimizer: OptimizerOption = "sgd",
+    lr: LrOption = 0.002,
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 5e-4,
+    schedule: ScheduleOption = "cosine",
+    warmup: WarmupOption = 0.1,
+    batch_size: BatchSizeOption = 32,
     eval_batch_size: int = typer.Option(1000, help="evaluation batch size"),
     train_size: int | None = typer.Option(None, help="seeded training subset size"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),

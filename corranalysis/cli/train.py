@@ -7,7 +7,17 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import (
+    BatchSizeOption,
+    LrOption,
+    MomentumOption,
+    OptimizerOption,
+    ScheduleOption,
+    WarmupOption,
+    WeightDecayOption,
+    app,
+    console,
+)
 
 # The defaults shown here are the runtime's (corranalysis.runtime.DEFAULT_OPTIM, BATCH_SIZE);
 # tests/test_training.py checks that they agree.
@@ -22,14 +32,14 @@ def train_cmd(
                                 help="fashion-mnist, mnist, cifar10 or cifar100"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="number of epochs"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory (created)"),
-    optimizer: str = typer.Option("sgd", help="sgd (Nesterov momentum), adam or adamw"),
-    lr: float = typer.Option(0.02, help="peak learning rate (after warm-up)"),
-    momentum: float = typer.Option(0.9, help="SGD momentum"),
-    weight_decay: float = typer.Option(5e-4, help="L2 weight decay"),
-    schedule: str = typer.Option("cosine", help="cosine, step (×0.1 at 50%/75%) or constant"),
-    warmup: float = typer.Option(0.1, help="fraction of the steps spent in linear warm-up"),
+    optimizer: OptimizerOption = "sgd",
+    lr: LrOption = 0.02,
+    momentum: MomentumOption = 0.9,
+    weight_decay: WeightDecayOption = 5e-4,
+    schedule: ScheduleOption = "cosine",
+    warmup: WarmupOption = 0.1,
     label_smoothing: float = typer.Option(0.0, help="label smoothing of the training loss"),
-    batch_size: int = typer.Option(32, help="training batch size"),
+    batch_size: BatchSizeOption = 32,
     eval_batch_size: int = typer.Option(1000, help="evaluation batch size"),
     train_size: int | None = typer.Option(None, help="seeded training subset size"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
