@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from .data import DATASETS, resolve_name
 from .errors import InputError
 from .io import read_yaml
+from .kernels import as_cuts
 from .models import available
+from .truncation import parse_keeps
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
@@ -55,7 +57,7 @@ class SpectraConfig(_Section):
 
 
 class SweepConfig(_Section):
-    """The truncation grid (stage ``sweep``)."""
+    """The truncation grid (stage ``sweep``); keep specs and cuts are checked on load."""
 
     layers: str | list[str] | None = None
     kinds: str | list[str] | None = None
@@ -63,6 +65,24 @@ class SweepConfig(_Section):
     keeps: str | list[str] | None = None
     plans: list[Literal["layer", "all-cuts", "all-layers"]] = ["layer", "all-cuts", "all-layers"]
     workers: PositiveInt | None = None
+
+    @field_validator("keeps")
+    @classmethod
+    def _keeps_parse(cls, value: str | list[str] | None) -> str | list[str] | None:
+        try:
+            parse_keeps(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
+
+    @field_validator("cuts")
+    @classmethod
+    def _cuts_parse(cls, value: str | list[str]) -> str | list[str]:
+        try:
+            as_cuts(value)
+        except InputError as exc:
+            raise ValueError(str(exc)) from None
+        return value
 
 
 class LinkageConfig(_Section):
@@ -108,6 +128,13 @@ class StudyConfig(_Section):
     linkage: LinkageConfig = LinkageConfig()
     retrain: RetrainConfig = RetrainConfig()
     report: ReportConfig = ReportConfig()
+
+    @field_validator("name")
+    @classmethod
+    def _name_inside_runs(cls, value: str) -> str:
+        if set(value) == {"."}:
+            raise ValueError("a run name cannot be only dots; it names runs/NAME")
+        return value
 
     @field_validator("dataset")
     @classmethod

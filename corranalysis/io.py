@@ -6,9 +6,10 @@ import contextlib
 import json
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+import h5py
 import xarray as xr
 import yaml
 
@@ -17,15 +18,61 @@ from .errors import InputError
 ENGINE = "h5netcdf"
 
 
-def check_output_path(path: str | os.PathLike) -> Path:
-    """Return ``path`` as a Path after checking that its directory exists."""
-    path = Path(path)
+#: The attribute that marks a netCDF file as a corranalysis result (every result carries it).
+OURS_ATTR = "version_corranalysis"
+
+
+def _parent(path: Path) -> Path:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InputError(
-            f"output path {str(path)!r}: directory {str(parent)!r} does not exist; "
+            f"output {str(path)!r}: directory {str(parent)!r} does not exist; "
             "create it first or choose an existing directory"
         )
+    return parent
+
+
+def written_by_us(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a netCDF result written by corranalysis (it has :data:`OURS_ATTR`)."""
+    try:
+        with h5py.File(path, "r") as f:
+            return OURS_ATTR in f.attrs
+    except (OSError, ValueError):
+        return False
+
+
+def check_output_path(path: str | os.PathLike, *, inputs: Iterable[str | os.PathLike] = (),
+                      overwrite: bool = False, directory: bool = False) -> Path:
+    """``path`` as a Path once it is safe to write there; InputError before any work otherwise.
+
+    Refused: a path naming one of ``inputs``; a missing or unwritable directory; for a file
+    output (``directory=False``), an existing directory or an existing file that is not a
+    corranalysis result (unless ``overwrite``); for a directory output, an existing file.
+    """
+    path = Path(path)
+    target = path.resolve()
+    for item in inputs:
+        if item is not None and Path(item).resolve() == target:
+            raise InputError(f"output {str(path)!r} names an input file; choose another output "
+                             "path (inputs are never changed)")
+    if directory:
+        if path.exists() and not path.is_dir():
+            raise InputError(f"output {str(path)!r} is an existing file; give a directory")
+        parent = path if path.is_dir() else _parent(path)
+    else:
+        if path.is_dir():
+            raise InputError(f"output {str(path)!r} is an existing directory; give a file path "
+                             f"such as {str(path / 'out.nc')!r}")
+        if path.exists() and not overwrite and not written_by_us(path):
+            raise InputError(f"output {str(path)!r} exists and was not written by corranalysis; "
+                             "choose another path or pass --overwrite (overwrite=True)")
+        parent = _parent(path)
+    try:
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as exc:
+        raise InputError(f"output {str(path)!r}: directory {str(parent)!r} is not writable "
+                         f"({exc.strerror or exc}); choose another output path") from None
     return path
 
 
@@ -35,7 +82,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
     Nothing is left at ``path`` (nor a temp file) when the body raises.
     """
-    path = check_output_path(path)
+    path = Path(path)
+    _parent(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     tmp_path = Path(tmp)

@@ -131,7 +131,9 @@ class Study:
             return False
         if output is None:
             return Path(record.get("output", "")).exists()
-        return (self.run_dir / output).exists()
+        path = self.run_dir / output
+        # the output must be the very file the stage wrote (not damaged or replaced since)
+        return path.is_file() and record.get("output_sha256") == file_sha256(path)
 
     def _record(self, stage: str, seconds: float, output: str | None = None) -> None:
         records = self.records()
@@ -142,6 +144,8 @@ class Study:
         }
         if output:
             records[stage]["output"] = output
+        if STAGES[stage].output is not None and (self.run_dir / STAGES[stage].output).is_file():
+            records[stage]["output_sha256"] = file_sha256(self.run_dir / STAGES[stage].output)
         write_json(records, self.stages_file)
 
     # ------------------------------------------------------------------ shared inputs

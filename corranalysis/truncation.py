@@ -96,7 +96,7 @@ class KeepSpec:
             number = float(value)
         except ValueError:
             raise InputError(f"keep spec {spec!r}: {value.strip()!r} is not a number") from None
-        if kind == "chi" and number == int(number):
+        if kind == "chi" and math.isfinite(number) and number == int(number):
             number = int(number)
         return cls(kind, number)  # type: ignore[arg-type]
 
@@ -294,13 +294,24 @@ def truncate(
     if not (_is_torch(weight) or isinstance(weight, np.ndarray)):
         weight = np.asarray(weight)
     shape = tuple(int(n) for n in weight.shape)
+    if len(shape) < 2 or 0 in shape:
+        raise InputError(f"weight of shape {shape}: a kernel needs at least 2 dims, none empty")
+    if weight.dtype.is_complex if _is_torch(weight) else np.iscomplexobj(weight):
+        raise InputError(f"weight of dtype {weight.dtype} is complex; give a real kernel")
+    if keep is None:
+        raise InputError("keep is missing; give chi=N (1 <= N <= chi_max), frac=f (0 < f <= 1) "
+                         "or loss=e (0 <= e < 1)")
     layout = layout_of(shape, legs)
     cut_list = parse_cuts(cuts, layout)
     keeps = _as_keeps(keep, len(cut_list))
-    if _svd_cache is None:
+    if _svd_cache is None or (w0 := _svd_cache.get("float64")) is None:
         w0 = _to64(weight)
-    elif (w0 := _svd_cache.get("float64")) is None:
-        w0 = _svd_cache["float64"] = _to64(weight)
+        finite = bool(torch.isfinite(w0).all()) if _is_torch(w0) else bool(np.isfinite(w0).all())
+        if not finite:
+            raise InputError("weight has NaN/Inf values; a kernel must be finite (check the "
+                             "checkpoint or training run)")
+        if _svd_cache is not None:
+            _svd_cache["float64"] = w0
     w = w0
     chis: list[int] = []
     chi_maxes: list[int] = []

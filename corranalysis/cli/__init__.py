@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import sys
 
-import click
+import typer
+from rich.markup import escape
 
 from ..errors import InputError
 from . import run, spectra  # noqa: F401  (register the verbs)
@@ -23,18 +24,32 @@ __all__ = ["app", "main"]
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point of the ``corranalysis`` console script."""
+    """Entry point of the ``corranalysis`` console script.
+
+    Exit codes: 0 success; 2 for every user mistake (an :class:`InputError`, or a usage error
+    from the command-line parser: unknown verb or option, missing or malformed value), with
+    one red line and no traceback; 130 when interrupted.
+    """
     try:
         rv = app(args=argv, standalone_mode=False, prog_name="corranalysis")
     except InputError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except click.exceptions.Exit as exc:
+        _error(str(exc))
+    except typer.Exit as exc:
         sys.exit(exc.exit_code)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.Abort:
+    except (typer.Abort, KeyboardInterrupt):
         console.print("aborted")
         sys.exit(130)
+    except typer.TyperException as exc:  # usage mistakes raised by the parser
+        ctx = getattr(exc, "ctx", None)
+        if type(exc).__name__ == "NoArgsIsHelpError" and ctx is not None:
+            print(ctx.get_help())
+            sys.exit(2)
+        message = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+        where = ctx.command_path if ctx is not None else "corranalysis"
+        _error(f"{message} (see '{where} --help')")
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _error(message: str) -> None:
+    console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
+    sys.exit(2)

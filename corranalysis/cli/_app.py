@@ -33,3 +33,5 @@ ScheduleOption = Annotated[str, typer.Option(
     help="cosine, step (×0.1 at 50%/75%) or constant")]
 WarmupOption = Annotated[float, typer.Option(help="fraction of the steps spent in linear warm-up")]
 BatchSizeOption = Annotated[int, typer.Option(help="training batch size")]
+OverwriteOption = Annotated[bool, typer.Option(
+    "--overwrite", help="replace an existing --out that corranalysis did not write")]

@@ -15,6 +15,7 @@ from ._app import (
     ModelOption,
     MomentumOption,
     OptimizerOption,
+    OverwriteOption,
     ScheduleOption,
     WarmupOption,
     WeightDecayOption,
@@ -49,6 +50,7 @@ def retrain_cmd(
     seed: int = typer.Option(0, help="random seed"),
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     data_dir: Path | None = typer.Option(None, help="data set directory"),
+    overwrite: OverwriteOption = False,
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bars"),
 ) -> None:
     """Truncate a checkpoint by a plan, re-train it and record test accuracy per epoch."""
@@ -60,7 +62,7 @@ def retrain_cmd(
     from ..runtime import Optim, load_trained
     from ..truncation import resolve_plan
 
-    check_output_path(out)
+    check_output_path(out, inputs=[checkpoint, sweep, plan], overwrite=overwrite)
     modes = list(MODES) if mode == ["all"] else list(dict.fromkeys(mode))
     for m in modes:
         check_opt("--mode", m, MODES)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import Checkpoint, DatasetOption, ModelOption, app, console
+from ._app import Checkpoint, DatasetOption, ModelOption, OverwriteOption, app, console
 
 
 def summary_table(ds):
@@ -56,6 +56,7 @@ def sweep_cmd(
     device: str = typer.Option("auto", help="auto | cpu | cuda"),
     data_dir: Path | None = typer.Option(None, help="data set directory"),
     resume: bool = typer.Option(False, "--resume", help="continue from <out>.parts/"),
+    overwrite: OverwriteOption = False,
     workers: int | None = typer.Option(None, help="Dask LocalCluster worker processes"),
     scheduler: str | None = typer.Option(None, help="address of an existing Dask scheduler"),
     method: str = typer.Option("fast", help="fast (batch-major) | naive"),
@@ -69,7 +70,7 @@ def sweep_cmd(
     from ..runtime import run_record
     from ..sweep import CheckpointSource, sweep
 
-    check_output_path(out)
+    check_output_path(out, inputs=[checkpoint], overwrite=overwrite or resume)
     if workers is not None and scheduler is not None:
         raise InputError("give --workers or --scheduler, not both")
     if batch_size < 1:
@@ -88,7 +89,7 @@ def sweep_cmd(
               "test_size": test_size, "batch_size": batch_size, "seed": seed}
     sweep(net, data, layers=layers, cuts=as_cuts(cuts), keeps=keeps, device=dev, plans=plans,
           kinds=kinds, legs=legs, out=out, resume=resume, workers=workers, scheduler=scheduler,
-          method=method, progress=progress,
+          method=method, progress=progress, overwrite=overwrite,
           source=source if (workers or scheduler) else None, config=config)
     console.print(summary_table(read_netcdf(out)))
     console.print(f"wrote {out}")

@@ -422,7 +422,11 @@ def _default_out(run: Run) -> Path:
     return Path("reports") / run.name
 
 
-def _check_out(out: Path) -> None:
+def _check_out(out: Path, run_path: Path | None = None) -> None:
+    if run_path is not None and (out.resolve() == run_path.resolve()
+                                 or out.resolve() in run_path.resolve().parents):
+        raise InputError(f"--out {str(out)!r} would replace the run directory "
+                         f"{str(run_path)!r}; give a directory outside it (default reports/NAME)")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a directory for the report")
     if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
@@ -441,7 +445,7 @@ def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
     """
     t0 = time.perf_counter()
     out = Path(out_dir) if out_dir is not None else _default_out(run)
-    _check_out(out)
+    _check_out(out, run.path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:

@@ -12,7 +12,7 @@ schedules, runs the training loop and evaluates.
 
 from ._engine import evaluate_variants, evaluate_variants_naive
 from ._evaluate import EvalResult, evaluate
-from ._load import Trained, check_data_fits, load_trained, run_record
+from ._load import Trained, check_data_fits, check_weights, load_trained, run_record
 from ._loop import HISTORY_KEYS, Fit, fit
 from ._optim import (
     BATCH_SIZE,
@@ -28,7 +28,8 @@ from ._train import RUN_FILES, history_dataset, run_config, save_state_dict, tra
 
 __all__ = [
     "BATCH_SIZE", "DEFAULT_OPTIM", "HISTORY_KEYS", "OPTIMIZERS", "RUN_FILES", "SCHEDULES",
-    "EvalResult", "Fit", "Optim", "Trained", "check_data_fits", "evaluate", "evaluate_variants",
-    "evaluate_variants_naive", "fit", "history_dataset", "load_trained", "lr_factor",
-    "make_optimizer", "make_scheduler", "run_config", "run_record", "save_state_dict", "train",
+    "EvalResult", "Fit", "Optim", "Trained", "check_data_fits", "check_weights", "evaluate",
+    "evaluate_variants", "evaluate_variants_naive", "fit", "history_dataset", "load_trained",
+    "lr_factor", "make_optimizer", "make_scheduler", "run_config", "run_record",
+    "save_state_dict", "train",
 ]

@@ -27,7 +27,7 @@ from ..kernels import check_fits, load_state_dict
 from ..models import resolve_model
 from ._optim import BATCH_SIZE
 
-__all__ = ["Trained", "check_data_fits", "load_trained", "run_record"]
+__all__ = ["Trained", "check_data_fits", "check_weights", "load_trained", "run_record"]
 
 
 @dataclass
@@ -66,6 +66,25 @@ def _dims_of(state: Mapping[str, torch.Tensor], source: str) -> tuple[int, int]:
     if not kernels:
         raise InputError(f"checkpoint {source!r} holds no kernel (no '*.weight' with >= 2 dims)")
     return int(kernels[0].shape[1]), int(kernels[-1].shape[0])
+
+
+def check_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
+    """InputError unless every floating-point tensor of ``state`` is real, non-empty and
+    finite (the one check of weights; integer buffers such as counters pass). ``source``
+    names where they come from (``"checkpoint 'model.pt'"``, ``"model"``)."""
+    for key, value in state.items():
+        if value.is_complex():
+            raise InputError(f"{source}: {key!r} is complex ({value.dtype}); "
+                             "weights must be real floating-point tensors")
+        if not value.is_floating_point():
+            continue
+        if value.numel() == 0 and value.ndim > 0:
+            raise InputError(f"{source}: {key!r} is empty (shape "
+                             f"{tuple(value.shape)}); the checkpoint is damaged")
+        bad = int((~torch.isfinite(value)).sum())
+        if bad:
+            raise InputError(f"{source}: {key!r} has {bad} NaN/Inf values; "
+                             "weights must be finite (check the training run)")
 
 
 def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
@@ -144,6 +163,7 @@ def load_trained(
                                image_size=None)
     net = resolve_model(model, int(info.in_channels), int(info.num_classes),
                         image_size=getattr(info, "image_size", None))
+    check_weights(state, f"checkpoint {source!r}")
     check_fits(net, state, source)
     net.load_state_dict(state, strict=True)
     net.to(dev).eval()

@@ -40,7 +40,7 @@ from ..errors import InputError
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
 from ..kernels import CUT_MODES, LegsSpec, as_cuts, select_cuts, select_layers
 from ..provenance import provenance
-from ..runtime import check_data_fits, evaluate_variants, load_trained
+from ..runtime import check_data_fits, check_weights, evaluate_variants, load_trained
 from ..truncation import (
     KeepLike,
     KeepSpec,
@@ -450,6 +450,7 @@ def sweep(
     legs: LegsSpec = "natural",
     out: str | Path | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     workers: int | None = None,
     scheduler: str | None = None,
     chunk_size: int | None = None,
@@ -468,15 +469,20 @@ def sweep(
     provenance).
 
     ``out``: write the dataset there (atomically), with finished chunks kept in
-    ``<out>.parts/`` meanwhile; ``resume=True`` continues from them. ``workers`` /
+    ``<out>.parts/`` meanwhile; ``resume=True`` continues from them; an existing ``out`` that
+    is not a corranalysis result is refused unless ``overwrite``. ``workers`` /
     ``scheduler``: evaluate chunks on a Dask LocalCluster of N processes / an
     existing cluster. ``method="naive"`` re-evaluates the whole network per trial.
     """
     if method not in ("fast", "naive"):
         raise InputError(f"method {method!r} is unknown; valid: fast, naive")
     dev = resolve_device(device)
+    out_path = (check_output_path(out, overwrite=overwrite or resume)
+                if out is not None else None)
     trials = build_trials(model, layers, cuts, keeps, plans, kinds, legs)
-    out_path = check_output_path(out) if out is not None else None
+    modules = dict(model.named_modules())
+    check_weights({name: modules[name].weight.detach()
+                   for name in dict.fromkeys(n for t in trials for n in t.plan.entries)}, "model")
     check_data_fits(model, data, dev)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise InputError(f"workers={workers!r}: give a number of worker processes >= 1")
@@ -493,10 +499,17 @@ def sweep(
 
     parts_dir = Path(f"{out_path}.parts") if out_path is not None else None
     done: dict[int, xr.Dataset] = {}
+    created = False
     if parts_dir is not None:
         manifest = parts_dir / "manifest.json"
         if resume and manifest.is_file():
-            held = json.loads(manifest.read_text())
+            try:
+                held = json.loads(manifest.read_text())
+            except (OSError, ValueError):
+                held = None
+            if not isinstance(held, dict):
+                raise InputError(f"--resume: {str(manifest)!r} is damaged; run without --resume "
+                                 "to start the sweep over")
             if held.get("fingerprint") != fingerprint:
                 raise InputError(
                     f"--resume: the finished chunks in {str(parts_dir)!r} belong to a different "
@@ -508,6 +521,7 @@ def sweep(
             if parts_dir.exists():
                 shutil.rmtree(parts_dir)
             parts_dir.mkdir()
+            created = True
             write_json({"fingerprint": fingerprint, "n_trials": len(trials),
                         "n_chunks": len(chunks)}, manifest)
 
@@ -526,14 +540,20 @@ def sweep(
             bar.update(len(chunks[c]))
 
     device_name = str(device)
-    if workers is None and scheduler is None:
-        for c in todo:
-            finished(c, run_chunk(source, trials, chunks[c], device_name, method))
-    else:
-        _run_distributed(source, trials, chunks, todo, device_name, method, workers, scheduler,
-                         finished)
-    if bar is not None:
-        bar.close()
+    try:
+        if workers is None and scheduler is None:
+            for c in todo:
+                finished(c, run_chunk(source, trials, chunks[c], device_name, method))
+        else:
+            _run_distributed(source, trials, chunks, todo, device_name, method, workers,
+                             scheduler, finished)
+    except BaseException:
+        if created and not done:  # nothing finished: leave no partial output behind
+            shutil.rmtree(parts_dir, ignore_errors=True)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
     _CACHE.pop(source.key, None)
     _SVD_CACHES.clear()  # SVDs of the last layers: free them with the sweep
     attrs = provenance(config=conf, device=str(dev), model_sha256=_model_sha256(model),
