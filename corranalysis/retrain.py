@@ -27,7 +27,7 @@ from .errors import InputError, check_opt
 from .io import read_netcdf
 from .linkage import accuracy_drop
 from .provenance import provenance
-from .runtime import Optim, evaluate, fit
+from .runtime import Optim, evaluate, fit, model_sha256
 from .truncation import PlanLike, apply_plan, chi_plan, resolve_plan, truncate
 
 __all__ = ["MODES", "FINE_TUNE", "auto_plan", "plan_from_option", "retrain"]
@@ -164,11 +164,19 @@ def retrain(
     return ds
 
 
-def plan_from_option(plan: str, sweep_path: str | None, min_drop: float = 10.0
-                     ) -> Mapping[str, Any] | str:
-    """``--plan``: a plan file path, or ``auto`` with a sweep file (see :func:`auto_plan`)."""
+def plan_from_option(plan: str, sweep_path: str | None, min_drop: float = 10.0,
+                     model: nn.Module | None = None) -> Mapping[str, Any] | str:
+    """``--plan``: a plan file path, or ``auto`` with a sweep file (see :func:`auto_plan`).
+
+    With ``model``, a sweep recorded on other weights (its ``model_sha256``) is refused.
+    """
     if plan == "auto":
         if not sweep_path:
             raise InputError("--plan auto needs --sweep SWEEP.nc to choose the plan from")
-        return auto_plan(read_netcdf(sweep_path), min_drop)
+        sweep_ds = read_netcdf(sweep_path)
+        recorded = sweep_ds.attrs.get("model_sha256")
+        if model is not None and recorded and recorded != model_sha256(model):
+            raise InputError(f"--sweep {str(sweep_path)!r} was made on other weights than this "
+                             "checkpoint (model_sha256 differs); sweep this checkpoint first")
+        return auto_plan(sweep_ds, min_drop)
     return plan

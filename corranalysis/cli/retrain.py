@@ -70,12 +70,12 @@ def retrain_cmd(
         raise InputError(f"--epochs {epochs}: must be >= 0")
     optim = Optim(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                   schedule=schedule, warmup=warmup)
-    chosen = plan_from_option(plan, str(sweep) if sweep else None, min_drop)
     trained = load_trained(checkpoint, model, dataset, batch_size=batch_size,
                            eval_batch_size=eval_batch_size, train_size=train_size,
                            test_size=test_size, data_dir=data_dir, seed=seed, device=device)
     if trained.test is None:
         raise InputError(f"retrain {str(checkpoint)!r}: give --dataset (no run.json beside it)")
+    chosen = plan_from_option(plan, str(sweep) if sweep else None, min_drop, trained.model)
     resolved = resolve_plan(trained.model, chosen)
     console.print(f"plan: {resolved.to_json()}")
     results = []

@@ -12,7 +12,14 @@ schedules, runs the training loop and evaluates.
 
 from ._engine import evaluate_variants, evaluate_variants_naive
 from ._evaluate import EvalResult, evaluate
-from ._load import Trained, check_data_fits, check_weights, load_trained, run_record
+from ._load import (
+    Trained,
+    check_data_fits,
+    check_weights,
+    load_trained,
+    model_sha256,
+    run_record,
+)
 from ._loop import HISTORY_KEYS, Fit, fit
 from ._optim import (
     BATCH_SIZE,
@@ -30,6 +37,6 @@ __all__ = [
     "BATCH_SIZE", "DEFAULT_OPTIM", "HISTORY_KEYS", "OPTIMIZERS", "RUN_FILES", "SCHEDULES",
     "EvalResult", "Fit", "Optim", "Trained", "check_data_fits", "check_weights", "evaluate",
     "evaluate_variants", "evaluate_variants_naive", "fit", "history_dataset", "load_trained",
-    "lr_factor", "make_optimizer", "make_scheduler", "run_config", "run_record",
+    "lr_factor", "make_optimizer", "make_scheduler", "model_sha256", "run_config", "run_record",
     "save_state_dict", "train",
 ]

@@ -9,6 +9,7 @@ unexpected or misshapen key is named) and the data is checked to fit the model's
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -27,7 +28,8 @@ from ..kernels import check_fits, load_state_dict
 from ..models import resolve_model
 from ._optim import BATCH_SIZE
 
-__all__ = ["Trained", "check_data_fits", "check_weights", "load_trained", "run_record"]
+__all__ = ["Trained", "check_data_fits", "check_weights", "load_trained", "model_sha256",
+           "run_record"]
 
 
 @dataclass
@@ -85,6 +87,16 @@ def check_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
         if bad:
             raise InputError(f"{source}: {key!r} has {bad} NaN/Inf values; "
                              "weights must be finite (check the training run)")
+
+
+def model_sha256(model: nn.Module) -> str:
+    """SHA-256 of a model's state (names and bytes of every tensor): what a result was made
+    from, recorded as ``model_sha256`` on sweeps."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,

@@ -40,7 +40,13 @@ from ..errors import InputError
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
 from ..kernels import CUT_MODES, LegsSpec, as_cuts, select_cuts, select_layers
 from ..provenance import provenance
-from ..runtime import check_data_fits, check_weights, evaluate_variants, load_trained
+from ..runtime import (
+    check_data_fits,
+    check_weights,
+    evaluate_variants,
+    load_trained,
+    model_sha256,
+)
 from ..truncation import (
     KeepLike,
     KeepSpec,
@@ -422,14 +428,6 @@ def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dat
 # --------------------------------------------------------------------------- driver
 
 
-def _model_sha256(model: nn.Module) -> str:
-    h = hashlib.sha256()
-    for name, t in model.state_dict().items():
-        h.update(name.encode())
-        h.update(t.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
 def _n_samples(data: Iterable) -> int | None:
     try:
         return len(data.dataset)  # type: ignore[attr-defined]
@@ -494,7 +492,7 @@ def sweep(
             **(dict(config) if config else {})}
     fingerprint = hashlib.sha256(json.dumps({
         "trials": [t.as_dict() for t in trials], "chunks": chunks,
-        "model": _model_sha256(model), "n_samples": _n_samples(data), "config": conf,
+        "model": model_sha256(model), "n_samples": _n_samples(data), "config": conf,
     }, sort_keys=True, default=str).encode()).hexdigest()
 
     parts_dir = Path(f"{out_path}.parts") if out_path is not None else None
@@ -556,7 +554,7 @@ def sweep(
             bar.close()
     _CACHE.pop(source.key, None)
     _SVD_CACHES.clear()  # SVDs of the last layers: free them with the sweep
-    attrs = provenance(config=conf, device=str(dev), model_sha256=_model_sha256(model),
+    attrs = provenance(config=conf, device=str(dev), model_sha256=model_sha256(model),
                        fingerprint=fingerprint)
     ds = merge_parts([done[c] for c in range(len(chunks))], attrs)
     if out_path is not None:
