@@ -34,7 +34,7 @@ from tqdm.auto import tqdm
 from ..data import DATASETS, dataset_checksum, make_loaders
 from ..devices import resolve_device
 from ..errors import InputError
-from ..io import atomic_path, write_json, write_netcdf
+from ..io import atomic_path, check_output_path, write_json, write_netcdf
 from ..models import MODELS, available, count_parameters, model_name, resolve_model
 from ..provenance import file_sha256, git_commit, package_versions, provenance
 from ._loop import HISTORY_KEYS, fit, read_state
@@ -198,7 +198,7 @@ def train(
                   schedule=schedule, warmup=warmup, label_smoothing=label_smoothing)
     _check_args(model, dataset, epochs, batch_size, train_size, test_size, loaders is not None)
     dev = resolve_device(device)
-    out = Path(out)
+    out = check_output_path(out, directory=True)
     config = run_config(model, dataset, epochs=epochs, optim=optim, batch_size=batch_size,
                         train_size=train_size, test_size=test_size, seed=seed)
     state, held = _existing_run(out, config, overwrite)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -18,7 +17,7 @@ import torch
 import xarray as xr
 
 from ..errors import InputError
-from ..io import write_netcdf
+from ..io import check_output_path, write_netcdf
 from ..models import count_parameters
 from ..provenance import file_sha256, provenance
 from ..runtime import BATCH_SIZE, Optim, evaluate, fit, load_trained
@@ -78,12 +77,12 @@ def tensorize_run(
     ``num_classes``, optionally ``image_size``).
     """
     # ---- validate everything first
-    spec = load_spec(spec) if isinstance(spec, (str, os.PathLike)) else validate_spec(spec)
+    spec_path = spec if isinstance(spec, (str, os.PathLike)) else None
+    spec = load_spec(spec) if spec_path is not None else validate_spec(spec)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"epochs {epochs!r}: must be an integer ≥ 0")
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file; give a directory")
+    out = check_output_path(out, inputs=[checkpoint] + ([spec_path] if spec_path else []),
+                            directory=True)
     torch.manual_seed(seed)
     trained = load_trained(checkpoint, model, dataset, loaders=loaders, batch_size=batch_size,
                            eval_batch_size=eval_batch_size, train_size=train_size,
