@@ -141,3 +141,20 @@ def test_a_given_checkpoint_is_adopted_after_it_is_checked(quick, tmp_path):
         ca.run_study(_config(tmp_path, name="misfit", checkpoint=str(tmp_path / "other.pt")),
                      only=["train"])
     assert not (tmp_path / "runs" / "misfit" / "model.pt").exists()
+
+
+def test_a_damaged_stage_output_is_not_taken_as_up_to_date(quick):
+    from corranalysis.config import load_config
+    from corranalysis.pipeline import Study
+
+    tmp, config, _ = quick
+    study = Study(load_config(config))
+    assert study.is_done("linkage")
+    path = tmp / "runs" / "quick" / "linkage.nc"
+    data = path.read_bytes()
+    try:
+        path.write_bytes(data[: len(data) // 2])  # truncated, as a killed copy would leave it
+        assert not study.is_done("linkage")
+    finally:
+        path.write_bytes(data)
+    assert study.is_done("linkage")
