@@ -54,6 +54,8 @@ class SpectraConfig(_Section):
     kinds: str | list[str] | None = None
     legs: Literal["natural", "prime", "binary"] | dict[str, list[PositiveInt]] = "natural"
     cuts: str | list[str] = "all"
+    #: memory budget of the request ("8GB"; default half the available RAM)
+    max_memory: str | PositiveInt | None = None
 
 
 class SweepConfig(_Section):

@@ -191,7 +191,7 @@ class Study:
         s = self.config.spectra
         kernels = extract_kernels(self.trained().model, layers=s.layers, kinds=s.kinds)
         ds = compute_spectra(kernels, legs=s.legs, cuts=s.cuts, device=self.config.device,
-                             progress=True)
+                             progress=True, max_memory=s.max_memory)
         write_netcdf(ds, self.run_dir / "spectra.nc")
 
     def stage_sweep(self, force: bool) -> None:

@@ -128,7 +128,8 @@ def retrain(
         for n in layers:
             w = mods[n].weight.detach()
             e = fixed.entries[n]
-            losses.append(truncate(w, e.cuts, e.keeps, e.legs).metrics.norm_loss)
+            losses.append(truncate(w, e.cuts, e.keeps, e.legs,
+                                   transposed=e.transposed).metrics.norm_loss)
             drifts.append(float(torch.linalg.vector_norm(w - start[n])
                                 / torch.linalg.vector_norm(start[n]).clamp_min(1e-30)))
         return {"norm_loss": losses, "drift": drifts}

@@ -41,6 +41,7 @@ from .kernels import (
     fine_grain,
     kernel_modules,
     matricize,
+    module_legs,
     natural_legs,
     parse_cut,
     select_cuts,
@@ -220,9 +221,12 @@ def _as_keeps(keep: KeepLike | Sequence[KeepLike], n: int) -> list[KeepSpec]:
     return keeps
 
 
-def layout_of(shape: Sequence[int], legs: LegsSpec = "natural") -> LegLayout:
-    """The (fine-grained) leg layout of a kernel of ``shape``."""
-    return fine_grain(natural_legs(len(shape)), tuple(int(n) for n in shape), legs)
+def layout_of(shape: Sequence[int], legs: LegsSpec = "natural", *,
+              transposed: bool = False) -> LegLayout:
+    """The (fine-grained) leg layout of a kernel of ``shape`` (``transposed``: a transposed
+    convolution's kernel, stored ``(in, out, *spatial)``)."""
+    return fine_grain(natural_legs(len(shape), transposed=transposed),
+                      tuple(int(n) for n in shape), legs)
 
 
 def parse_cuts(cuts: str | Cut | Sequence[str | Cut], layout: LegLayout,
@@ -280,6 +284,7 @@ def truncate(
     keep: KeepLike | Sequence[KeepLike],
     legs: LegsSpec = "natural",
     *,
+    transposed: bool = False,
     _svd_cache: dict | None = None,
 ) -> Truncation:
     """Truncate ``weight`` along ``cuts`` (in order) keeping ``keep`` at each.
@@ -287,7 +292,8 @@ def truncate(
     ``weight``: a kernel ``(out, in, *spatial)`` as a torch tensor (any device) or a
     numpy array. ``cuts``: one cut label (``"out|in,kh,kw"``) or a sequence applied in
     order. ``keep``: one keep spec shared by the cuts, or one per cut. ``legs``:
-    fine-graining of the natural legs (see :func:`corranalysis.legs.fine_grain`).
+    fine-graining of the natural legs (see :func:`corranalysis.kernels.fine_grain`);
+    ``transposed``: the kernel is a transposed convolution's, ``(in, out, *spatial)``.
     Returns ``(weight, metrics)``: the truncated kernel in ``weight``'s dtype and
     device, and a :class:`TruncationMetrics`. A cut kept at χ = χ_max is the identity.
     """
@@ -301,7 +307,7 @@ def truncate(
     if keep is None:
         raise InputError("keep is missing; give chi=N (1 <= N <= chi_max), frac=f (0 < f <= 1) "
                          "or loss=e (0 <= e < 1)")
-    layout = layout_of(shape, legs)
+    layout = layout_of(shape, legs, transposed=transposed)
     cut_list = parse_cuts(cuts, layout)
     keeps = _as_keeps(keep, len(cut_list))
     if _svd_cache is None or (w0 := _svd_cache.get("float64")) is None:
@@ -383,6 +389,8 @@ class PlanEntry:
     cuts: tuple[str, ...]
     keeps: tuple[KeepSpec, ...]
     legs: Any = "natural"
+    #: the kernel is a transposed convolution's, stored ``(in, out, *spatial)``
+    transposed: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         keep: Any = self.keeps[0].label if len(set(self.keeps)) == 1 else [
@@ -390,6 +398,8 @@ class PlanEntry:
         out: dict[str, Any] = {"cuts": list(self.cuts), "keep": keep}
         if self.legs != "natural":
             out["legs"] = self.legs
+        if self.transposed:
+            out["transposed"] = True
         return out
 
 
@@ -459,13 +469,14 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
                 f"plan entry for layer {name!r} must be {{cuts: [..], keep: 'frac=0.2'}}, "
                 f"got {spec!r}"
             )
-        unknown = sorted(set(spec) - {"cuts", "keep", "legs"})
+        unknown = sorted(set(spec) - {"cuts", "keep", "legs", "transposed"})
         if unknown:
             raise InputError(f"plan entry for layer {name!r} has unknown keys {unknown}; "
                              "valid: cuts, keep, legs")
         legs = spec.get("legs", "natural")
         shape = tuple(modules[name].weight.shape)
-        layout = layout_of(shape, legs)
+        transposed = module_legs(modules[name])[0] == "in"
+        layout = layout_of(shape, legs, transposed=transposed)
         cuts_spec = spec["cuts"]
         if as_cuts(cuts_spec) in CUT_MODES:
             cut_list = select_cuts(layout.names, cuts_spec)
@@ -475,7 +486,8 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         for cut, k in zip(cut_list, keeps, strict=True):
             k.check(min(cut_dims(layout, cut)), where=f" (plan, layer {name!r}, cut "
                                                        f"{cut.label!r})")
-        entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs)
+        entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs,
+                                  transposed)
     return Plan(entries)
 
 
@@ -490,7 +502,8 @@ def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]
     with torch.no_grad():
         for name, entry in resolved.items():
             param = modules[name].weight
-            new, metrics = truncate(param.detach(), entry.cuts, entry.keeps, entry.legs)
+            new, metrics = truncate(param.detach(), entry.cuts, entry.keeps, entry.legs,
+                                    transposed=entry.transposed)
             param.copy_(new)
             out[name] = metrics
     return out

@@ -26,7 +26,9 @@ from ._cuts import (
 )
 from ._extract import (
     KINDS,
+    TRANSPOSED_KINDS,
     check_finite,
+    check_kernel,
     extract_kernels,
     filter_names,
     forward_order,
@@ -35,6 +37,7 @@ from ._extract import (
     kernels_from_arrays,
     kernels_from_module,
     module_kind,
+    module_legs,
     select_layers,
 )
 from ._legs import LEG_MODES, LegLayout, LegsSpec, fine_grain, natural_legs, prime_factors
@@ -42,13 +45,12 @@ from ._readers import check_fits, load_checkpoint, load_into, load_state_dict, r
 from ._views import bond_spectra, kernel_mps, kernel_tensor
 
 __all__ = [
-    "CUT_MODES", "KINDS", "LEG_MODES", "MAX_ALL_LEGS", "Cut", "CutsSpec", "LegLayout",
-    "LegsSpec", "all_cuts", "as_cuts", "bond_spectra", "check_finite", "check_fits",
-    "contiguous_cuts",
-    "extract_kernels", "filter_names", "fine_grain", "forward_order", "kernel_items",
-    "kernel_modules",
-    "kernel_mps", "kernel_tensor", "kernels_from_arrays", "kernels_from_module",
-    "load_checkpoint", "load_into", "load_state_dict", "make_cut", "matricize", "module_kind",
+    "CUT_MODES", "KINDS", "LEG_MODES", "MAX_ALL_LEGS", "TRANSPOSED_KINDS", "Cut", "CutsSpec",
+    "LegLayout", "LegsSpec", "all_cuts", "as_cuts", "bond_spectra", "check_finite",
+    "check_fits", "check_kernel", "contiguous_cuts", "extract_kernels", "filter_names",
+    "fine_grain", "forward_order", "kernel_items", "kernel_modules", "kernel_mps",
+    "kernel_tensor", "kernels_from_arrays", "kernels_from_module", "load_checkpoint",
+    "load_into", "load_state_dict", "make_cut", "matricize", "module_kind", "module_legs",
     "n_cuts", "natural_legs", "parse_cut", "prime_factors", "read_arrays", "select_cuts",
     "select_layers", "unmatricize",
 ]

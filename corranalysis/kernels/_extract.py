@@ -1,9 +1,10 @@
 """Kernels: the weight tensors of a model's layers, as an ``xarray.DataTree``.
 
 Each layer becomes a node named by its module path (``features.0``) holding a
-``weight`` DataArray whose dims are the kernel's natural legs (``out, in, kh, kw``)
-and attrs describing the layer (module type, stride, padding, dilation, groups,
-n_params, depth). Nodes are in forward order.
+``weight`` DataArray whose dims are the kernel's natural legs (``out, in, kh, kw``;
+``in, out, kh, kw`` for a transposed convolution, as stored) and attrs describing the
+layer (module type, stride, padding, dilation, groups, n_params, depth). Nodes are in
+forward order. A kernel shared by several layers (tied weights) is one node.
 """
 
 from __future__ import annotations
@@ -26,18 +27,39 @@ KIND_OF_MODULE: dict[type, str] = {
     nn.Conv1d: "conv1d",
     nn.Conv2d: "conv2d",
     nn.Conv3d: "conv3d",
+    nn.ConvTranspose1d: "conv_transpose1d",
+    nn.ConvTranspose2d: "conv_transpose2d",
+    nn.ConvTranspose3d: "conv_transpose3d",
 }
+#: the kind of a bare array (no module to tell a transposed convolution) by its number of dims
 KIND_OF_NDIM = {2: "linear", 3: "conv1d", 4: "conv2d", 5: "conv3d"}
-KINDS = tuple(KIND_OF_NDIM.values())
+KINDS = tuple(KIND_OF_MODULE.values())
+#: kinds whose kernel is stored ``(in, out/groups, *spatial)``
+TRANSPOSED_KINDS = ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 Source = nn.Module | str | os.PathLike | Mapping[str, object]
 
 
 def module_kind(module: nn.Module) -> str | None:
-    """The kind of a layer (``conv2d``, ``linear``, ...) or None if it has no kernel."""
+    """The kind of a layer (``conv2d``, ``conv_transpose2d``, ``linear``, ...) or None if it
+    has no kernel."""
     for cls, kind in KIND_OF_MODULE.items():
         if isinstance(module, cls):
             return kind
     return None
+
+
+def module_legs(module: nn.Module) -> tuple[str, ...]:
+    """The natural legs of a layer's kernel ``module.weight``, in stored order.
+
+    ``(out, in, kh, kw)`` for a Conv2d, ``(out, in)`` for a Linear, ``(in, out, kh, kw)``
+    for a ConvTranspose2d (its weight is ``(in, out/groups, kh, kw)``). Use it, not the
+    number of dims, wherever a module's kernel is cut, so cut labels name the right legs.
+    """
+    kind = module_kind(module)
+    if kind is None:
+        raise InputError(f"module {type(module).__name__} has no kernel; layers with kernels: "
+                         + ", ".join(cls.__name__ for cls in KIND_OF_MODULE))
+    return natural_legs(module.weight.dim(), transposed=kind in TRANSPOSED_KINDS)
 
 
 def _as_patterns(layers: str | Sequence[str] | None) -> list[str] | None:
@@ -111,8 +133,19 @@ def forward_order(model: nn.Module, example_input: torch.Tensor) -> list[str]:
 
 def kernel_modules(model: nn.Module) -> dict[str, nn.Module]:
     """The layers of ``model`` that have a kernel (see :data:`KINDS`), by module path, in
-    registration order: the one definition of "a layer with a kernel"."""
-    return {n: m for n, m in model.named_modules() if module_kind(m) is not None}
+    registration order: the one definition of "a layer with a kernel".
+
+    A kernel shared by several layers (tied weights: one Parameter under two module
+    paths) is listed once, under its first path.
+    """
+    out: dict[str, nn.Module] = {}
+    seen: set[int] = set()
+    for name, module in model.named_modules():
+        if module_kind(module) is None or id(module.weight) in seen:
+            continue
+        seen.add(id(module.weight))
+        out[name] = module
+    return out
 
 
 def select_layers(
@@ -143,27 +176,64 @@ def _pair(value) -> list:
     return [int(value)]
 
 
-def check_finite(name: str, weight: np.ndarray) -> None:
-    if not np.isfinite(weight).all():
-        bad = int((~np.isfinite(weight)).sum())
+def _where(name: str, source: str) -> str:
+    return f"layer {name!r}" + (f" in {source}" if source else "")
+
+
+def check_finite(name: str, weight, source: str = "") -> None:
+    """InputError naming layer ``name`` (of ``source``) unless ``weight`` is finite."""
+    finite = torch.isfinite(weight) if isinstance(weight, torch.Tensor) else np.isfinite(weight)
+    if not finite.all():
+        bad = int((~finite).sum())
         raise InputError(
-            f"layer {name!r} has {bad} NaN/Inf weights; a kernel must be finite "
+            f"{_where(name, source)} has {bad} NaN/Inf weights; a kernel must be finite "
             "(check the checkpoint or training run)"
         )
 
 
-def _node(name: str, weight: np.ndarray, depth: int, attrs: dict) -> xr.Dataset:
-    if weight.ndim < 2:
-        raise InputError(
-            f"array {name!r} has shape {tuple(weight.shape)}: a kernel needs at least 2 dims "
-            "(out, in[, spatial...])"
-        )
-    check_finite(name, weight)
-    legs = natural_legs(weight.ndim)
+def check_kernel(name: str, weight, source: str = "") -> None:
+    """InputError naming layer ``name`` (of ``source``) unless ``weight`` (a numpy array or
+    torch tensor) is a kernel: at least 2 dims, no dim of size 0, real floating point,
+    finite. The one check of a kernel's values; integer, bool and complex arrays are
+    refused, never cast."""
+    where = _where(name, source)
+    shape = tuple(int(n) for n in weight.shape)
+    if len(shape) < 2:
+        raise InputError(f"{where} has shape {shape}: a kernel needs at least 2 dims "
+                         "(out, in[, spatial...])")
+    if 0 in shape:
+        raise InputError(f"{where} has shape {shape}, with no elements along a leg: a kernel "
+                         "needs at least one element along every leg")
+    if isinstance(weight, torch.Tensor):
+        dtype, complex_, floating = weight.dtype, weight.is_complex(), weight.is_floating_point()
+    else:
+        dtype = np.asarray(weight).dtype
+        complex_ = np.issubdtype(dtype, np.complexfloating)
+        floating = np.issubdtype(dtype, np.floating)
+    if complex_:
+        raise InputError(f"{where} is complex ({dtype}): a kernel must be real; pass its real "
+                         "part or magnitude if that is what you mean")
+    if not floating:
+        raise InputError(f"{where} has dtype {dtype}: a kernel must be floating point "
+                         "(float16/bfloat16/float32/float64); cast it to float first if "
+                         "these numbers are weights")
+    check_finite(name, weight, source)
+
+
+def _as_float64(weight) -> np.ndarray:
+    """A float64 numpy copy of a checked kernel (torch's bfloat16 included)."""
+    if isinstance(weight, torch.Tensor):
+        return weight.detach().to("cpu", torch.float64).numpy().copy()
+    return np.array(weight, dtype=np.float64)
+
+
+def _node(name: str, weight: np.ndarray, depth: int, attrs: dict, *,
+          legs: tuple[str, ...] | None = None, kind: str | None = None) -> xr.Dataset:
+    legs = legs or natural_legs(weight.ndim)
     da = xr.DataArray(weight, dims=legs)
     base = {
         "layer": name,
-        "kind": KIND_OF_NDIM.get(weight.ndim, f"conv{weight.ndim - 2}d"),
+        "kind": kind or KIND_OF_NDIM.get(weight.ndim, f"conv{weight.ndim - 2}d"),
         "shape": list(weight.shape),
         "n_params": int(weight.size),
         "depth": depth,
@@ -189,15 +259,17 @@ def kernels_from_module(
     """Kernels of a ``torch.nn.Module``'s Linear/Conv layers (float64 copies)."""
     nodes = {}
     for depth, (name, module) in enumerate(select_layers(model, layers, kinds, example_input)):
-        weight = module.weight.detach().to("cpu", torch.float64).numpy().copy()
+        check_kernel(name, module.weight)
+        weight = _as_float64(module.weight)
         attrs = {"module_type": type(module).__name__, "dtype": str(module.weight.dtype)}
-        for key in ("stride", "padding", "dilation", "groups"):
+        for key in ("stride", "padding", "dilation", "groups", "output_padding"):
             if hasattr(module, key):
                 attrs[key] = _pair(getattr(module, key))
         attrs.setdefault("groups", [1])
         attrs["groups"] = int(attrs["groups"][0])
         attrs["bias"] = int(getattr(module, "bias", None) is not None)
-        nodes[name] = _node(name, weight, depth, attrs)
+        nodes[name] = _node(name, weight, depth, attrs, legs=module_legs(module),
+                            kind=module_kind(module))
     return _tree(nodes, {"source": type(model).__name__})
 
 
@@ -211,16 +283,25 @@ def kernels_from_arrays(
     """Kernels of a mapping of arrays (a state_dict, ``.npz`` or ``.safetensors`` content).
 
     In a state_dict (``state_dict=True``) only ``*.weight`` entries with >= 2 dims count,
-    and layer names drop the ``.weight`` suffix; otherwise every array is a kernel
-    and must have >= 2 dims. The kind follows the number of dims.
+    and layer names drop the ``.weight`` suffix, and a tensor stored under several keys (tied
+    weights) counts once, under its first key; otherwise every array is a kernel and must
+    have >= 2 dims. The kind follows the number of dims. The selected arrays must be real,
+    floating point, non-empty and finite (:func:`check_kernel`).
     """
-    named: dict[str, np.ndarray] = {}
+    named: dict[str, object] = {}
+    shared: set[tuple] = set()
     for key, value in arrays.items():
-        arr = value.detach().cpu().numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
+        arr = value if isinstance(value, torch.Tensor) else np.asarray(value)
         if state_dict:
             if not key.endswith("weight") or arr.ndim < 2:
                 continue
             name = key[: -len(".weight")] if key.endswith(".weight") else key
+            if isinstance(arr, torch.Tensor) and arr.numel():  # tied weights: listed once
+                storage = (arr.untyped_storage().data_ptr(), arr.storage_offset(),
+                           tuple(arr.shape), arr.stride(), arr.dtype)
+                if storage in shared:
+                    continue
+                shared.add(storage)
         else:
             name = key
             if arr.ndim < 2:
@@ -228,16 +309,16 @@ def kernels_from_arrays(
                     f"array {key!r} in {source} has shape {tuple(arr.shape)}: a kernel needs "
                     "at least 2 dims (out, in[, spatial...])"
                 )
-        if not np.issubdtype(arr.dtype, np.number):
-            raise InputError(f"array {key!r} in {source} is not numeric (dtype {arr.dtype})")
         named[name] = arr
     pairs = [(n, KIND_OF_NDIM.get(a.ndim, "other")) for n, a in named.items()]
     chosen = filter_names(pairs, layers, kinds, what=source)
     nodes = {}
     for depth, name in enumerate(chosen):
         arr = named[name]
-        attrs = {"module_type": "unknown", "dtype": str(arr.dtype), "groups": 1}
-        nodes[name] = _node(name, arr.astype(np.float64), depth, attrs)
+        check_kernel(name, arr, source)
+        attrs = {"module_type": "unknown", "dtype": str(arr.dtype).removeprefix("torch."),
+                 "groups": 1}
+        nodes[name] = _node(name, _as_float64(arr), depth, attrs)
     return _tree(nodes, {"source": source})
 
 

@@ -1,7 +1,9 @@
 """Legs of a kernel and their fine-graining into factor legs.
 
 A kernel's *natural* legs are ``out, in`` (Linear) followed by its spatial legs
-(``k`` for Conv1d; ``kh, kw`` for Conv2d; ``kd, kh, kw`` for Conv3d). Fine-graining
+(``k`` for Conv1d; ``kh, kw`` for Conv2d; ``kd, kh, kw`` for Conv3d). A transposed
+convolution stores its kernel as ``(in, out/groups, *spatial)``: its legs are named for
+what they are, in stored order (``in, out, kh, kw``). Fine-graining
 splits a leg of size ``n`` into factor legs ``leg.0, leg.1, ...`` whose sizes
 multiply to ``n`` (row-major, ``leg.0`` most significant), exposing more cuts.
 """
@@ -19,14 +21,17 @@ LEG_MODES = ("natural", "prime", "binary")
 SPATIAL_LEGS = {1: ("k",), 2: ("kh", "kw"), 3: ("kd", "kh", "kw")}
 
 
-def natural_legs(ndim: int) -> tuple[str, ...]:
-    """Natural leg names of a kernel with ``ndim`` dims: ``out, in`` then spatial legs."""
+def natural_legs(ndim: int, *, transposed: bool = False) -> tuple[str, ...]:
+    """Natural leg names of a kernel with ``ndim`` dims, in stored order: ``out, in`` then
+    spatial legs; ``in, out`` then spatial legs for a transposed convolution
+    (``transposed=True``, whose weight is ``(in, out/groups, *spatial)``)."""
     if ndim < 2:
         raise InputError(f"a kernel needs at least 2 dims (out, in), got {ndim}")
+    channels = ("in", "out") if transposed else ("out", "in")
     if ndim == 2:
-        return ("out", "in")
+        return channels
     spatial = SPATIAL_LEGS.get(ndim - 2, tuple(f"k{i}" for i in range(ndim - 2)))
-    return ("out", "in", *spatial)
+    return (*channels, *spatial)
 
 
 def prime_factors(n: int) -> list[int]:

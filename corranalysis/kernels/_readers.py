@@ -3,15 +3,14 @@ state_dict into a model, naming every mismatch. Nothing in a file is ever execut
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pickle
-import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
@@ -22,6 +21,26 @@ __all__ = ["load_checkpoint", "load_state_dict", "load_into", "check_fits", "rea
 _SHOW = 5  # how many names of each kind of mismatch an error message lists
 
 
+def _check_not_empty(path: Path, what: str) -> None:
+    """InputError when ``path`` is an empty file (its readers give no reason for it)."""
+    with contextlib.suppress(OSError):
+        if path.is_file() and path.stat().st_size == 0:
+            raise InputError(f"{what} {str(path)!r} cannot be read: the file is empty")
+
+
+def _reason(exc: BaseException) -> str:
+    """What went wrong, in one line, also for exceptions without a message."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    if lines:
+        text = lines[0] if len(lines[0]) <= 200 else lines[0][:197] + "..."
+        if isinstance(exc, (OSError, ValueError, RuntimeError, EOFError)):
+            return text
+        return f"the file is damaged or not of this format ({type(exc).__name__}: {text})"
+    if isinstance(exc, EOFError):
+        return "the file ends early (truncated or not of this format)"
+    return f"the file is damaged or not of this format ({type(exc).__name__})"
+
+
 def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """A state_dict from a torch checkpoint, loaded with ``weights_only=True``.
 
@@ -29,6 +48,7 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     pickle that needs arbitrary code is refused, never executed.
     """
     path = Path(path)
+    _check_not_empty(path, "checkpoint")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -41,8 +61,8 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
             ) from exc
         raise InputError(f"checkpoint {str(path)!r} cannot be read: not a torch "
                          "checkpoint or corrupted") from exc
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
-        raise InputError(f"checkpoint {str(path)!r} cannot be read: {exc}") from exc
+    except Exception as exc:  # a damaged file fails anywhere (zip, unpickler, tensor builders)
+        raise InputError(f"checkpoint {str(path)!r} cannot be read: {_reason(exc)}") from exc
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model_state_dict", "model"):
             if key in obj and isinstance(obj[key], Mapping):
@@ -58,18 +78,21 @@ def load_checkpoint(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
 
 def _load_npz(path: Path) -> dict[str, np.ndarray]:
+    _check_not_empty(path, ".npz file")
     try:
         with np.load(path, allow_pickle=False) as z:
             return {k: z[k] for k in z.files}
-    except (ValueError, OSError, zipfile.BadZipFile, EOFError) as exc:
-        raise InputError(f".npz file {str(path)!r} cannot be read: {exc}") from exc
+    except Exception as exc:  # a damaged file fails anywhere (zip, zlib, array header)
+        raise InputError(f".npz file {str(path)!r} cannot be read: {_reason(exc)}") from exc
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    _check_not_empty(path, ".safetensors file")
     try:
         return {k: v for k, v in load_file(str(path)).items()}
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise InputError(f".safetensors file {str(path)!r} cannot be read: {exc}") from exc
+    except Exception as exc:  # SafetensorError, or a damaged file failing elsewhere
+        raise InputError(f".safetensors file {str(path)!r} cannot be read: {_reason(exc)}"
+                         ) from exc
 
 
 def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:

@@ -20,6 +20,8 @@ Two paths compute the same numbers:
 from __future__ import annotations
 
 import hashlib
+import sys
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -40,7 +42,8 @@ from ..kernels import (
     CutsSpec,
     LegLayout,
     LegsSpec,
-    check_finite,
+    as_cuts,
+    check_kernel,
     extract_kernels,
     fine_grain,
     kernel_items,
@@ -49,15 +52,14 @@ from ..kernels import (
     select_cuts,
 )
 from ..provenance import provenance
-from . import _lapack
+from . import _budget, _lapack
+from ._budget import MAX_BATCH_ELEMENTS, SpectraEstimate
 
 #: largest estimated relative error of a singular value from Gram eigenvalues;
 #: smaller values are refined on the matrix itself (the promise is 1e-6)
 GRAM_TOLERANCE = 1e-7
 #: largest relative error bound accepted for a refined singular value
 RITZ_TOLERANCE = 5e-7
-#: largest batch of stacked Gram matrices, in float64 elements (~256 MiB)
-MAX_BATCH_ELEMENTS = 32 * 2**20
 METHODS = ("fast", "quimb")
 
 
@@ -370,33 +372,40 @@ def _vector_norm(job: _Job) -> np.ndarray:
     return np.array([float(norm)])
 
 
-def _kernel_spectra(plan: list[_CutMatrix]) -> list[tuple[list[_Job], np.ndarray]]:
-    """Spectra of one kernel's planned matrices (NumPy)."""
-    out = []
+def _kernel_spectra(plan: list[_CutMatrix], finish: Callable) -> None:
+    """Spectra of one kernel's planned matrices (NumPy), each passed to ``finish`` when done."""
     for item, gram in _grams(plan):
         if gram is None:
-            out.append((item.jobs, _vector_norm(item.jobs[0])))
+            finish(item.jobs, _vector_norm(item.jobs[0]))
             continue
         side_matrix = partial(_side_matrix, item.jobs[0], item.side)
-        out.append((item.jobs, _spectrum_cpu(gram, side_matrix)))
-    return out
+        finish(item.jobs, _spectrum_cpu(gram, side_matrix))
+
+
+def _blas_threads() -> int:
+    """Threads of the BLAS NumPy uses (the CPU path runs this many kernels at once)."""
+    return max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
+               default=1)
 
 
 def _spectra_cpu(plans: list[list[_CutMatrix]], finish: Callable) -> None:
     """NumPy on the CPU: one task per kernel, largest first, on a pool of threads each
     running single-threaded BLAS/LAPACK (a tridiagonal reduction uses one core
-    poorly; two at once use both)."""
+    poorly; two at once use both). Each matrix is reported as it is done."""
     def work(plan: list[_CutMatrix]) -> int:
         return sum(job.weight.size * min(job.dims) for item in plan for job in item.jobs[:1])
 
-    threads = max((i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"),
-                  default=1)
-    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(threads) as pool:
-        futures = [pool.submit(_kernel_spectra, plan)
+    lock = threading.Lock()
+
+    def finish_locked(jobs: list[_Job], s: np.ndarray) -> None:
+        with lock:
+            finish(jobs, s)
+
+    with threadpool_limits(1, user_api="blas"), ThreadPoolExecutor(_blas_threads()) as pool:
+        futures = [pool.submit(_kernel_spectra, plan, finish_locked)
                    for plan in sorted(plans, key=work, reverse=True)]
         for future in as_completed(futures):
-            for jobs, s in future.result():
-                finish(jobs, s)
+            future.result()
 
 
 def _spectra_torch(plans: list[list[_CutMatrix]], finish: Callable) -> None:
@@ -439,12 +448,10 @@ def _fast_spectra(jobs: list[_Job], progress: Callable[[int], None]) -> dict:
     return out
 
 
-# --------------------------------------------------------------------------- dataset
-def _layer_cuts(name: str, layout: LegLayout, cuts: CutsSpec) -> tuple[list[Cut], list]:
-    """Cuts of one layer; explicit labels that do not fit this layer are skipped."""
-    if isinstance(cuts, str) and "|" not in cuts:
-        return select_cuts(layout.names, cuts), []  # "all", "contiguous", or an error
-    labels = [cuts] if isinstance(cuts, str) else list(cuts)
+# --------------------------------------------------------------------------- request
+def _label_cuts(layout: LegLayout, labels: Sequence[str]) -> tuple[list[Cut], list]:
+    """Cuts of one layer from explicit labels; labels that do not fit it are skipped (their
+    errors returned)."""
     found, errors = [], []
     for label in labels:
         try:
@@ -454,6 +461,80 @@ def _layer_cuts(name: str, layout: LegLayout, cuts: CutsSpec) -> tuple[list[Cut]
     return found, errors
 
 
+@dataclass
+class _Request:
+    """A checked spectra request: the kernels, each layer's legs, the cuts spec and, for
+    explicit labels, each layer's cuts; and what it will cost."""
+
+    kernels: xr.DataTree
+    layers: list[tuple[str, xr.Dataset, LegLayout]]
+    spec: str | list[str]
+    device: torch.device
+    label_cuts: list[list[Cut]] | None
+    estimate: SpectraEstimate
+
+    def cuts_of(self, i: int) -> list[Cut]:
+        if self.label_cuts is not None:
+            return self.label_cuts[i]
+        return select_cuts(self.layers[i][2].names, self.spec)
+
+
+def _request(kernels, legs: LegsSpec, cuts: CutsSpec, device: str, method: str) -> _Request:
+    """Check a request and estimate its cost, enumerating no cuts (explicit labels aside)."""
+    if method not in METHODS:
+        raise InputError(f"method={method!r} is unknown; valid: {', '.join(METHODS)}")
+    spec = as_cuts(cuts)
+    if not isinstance(kernels, xr.DataTree):
+        kernels = extract_kernels(kernels)
+    items = kernel_items(kernels)
+    if not items:
+        raise InputError("kernels tree holds no layers; select at least one layer")
+    dev = resolve_device(device) if method == "fast" else torch.device("cpu")
+    layers = []
+    for name, ds in items:
+        weight = ds["weight"]
+        check_kernel(name, weight.values)
+        layers.append((name, ds, fine_grain(list(weight.dims), weight.shape, legs)))
+
+    label_cuts = None
+    if isinstance(spec, str):  # "all" or "contiguous": counted, not enumerated
+        profiles = [(layout, _budget.cut_profile(layout, spec)) for *_, layout in layers]
+        per_legs = {layout.names: sum(prof.values()) for layout, prof in profiles}
+        n_labels = sum(per_legs.values())
+    else:
+        label_cuts, errors = [], []
+        for *_, layout in layers:
+            found, errs = _label_cuts(layout, spec)
+            label_cuts.append(found)
+            errors.extend(errs)
+        if not any(label_cuts):
+            raise errors[0] if errors else InputError(f"cuts={cuts!r} select no cut")
+        profiles = [(layout, _budget.cut_profile(layout, found))
+                    for (*_, layout), found in zip(layers, label_cuts, strict=True)]
+        n_labels = len({cut.label for found in label_cuts for cut in found})
+    est = _budget.estimate(profiles, n_labels, device=dev.type, method=method,
+                           threads=_blas_threads())
+    return _Request(kernels, layers, spec, dev, label_cuts, est)
+
+
+def estimate_spectra(
+    kernels,
+    legs: LegsSpec = "natural",
+    cuts: CutsSpec = "all",
+    device: str = "auto",
+    method: str = "fast",
+) -> SpectraEstimate:
+    """What :func:`compute_spectra` with these arguments would need, before any work.
+
+    Returns a :class:`SpectraEstimate`: layers, cuts, the longest spectrum, the memory of
+    the results and of the largest working set (bytes), and a rough time in seconds;
+    ``str()`` of it reads as a sentence. Bad arguments raise the same InputError as
+    :func:`compute_spectra`.
+    """
+    return _request(kernels, legs, cuts, device, method).estimate
+
+
+# --------------------------------------------------------------------------- dataset
 def _kernels_sha256(items: Sequence[tuple[str, xr.Dataset]]) -> str:
     h = hashlib.sha256()
     for name, ds in items:
@@ -470,6 +551,8 @@ def compute_spectra(
     device: str = "auto",
     method: str = "fast",
     progress: bool = False,
+    *,
+    max_memory: int | float | str | None = None,
 ) -> xr.Dataset:
     """Singular-value spectra of every kernel across every chosen cut.
 
@@ -487,6 +570,12 @@ def compute_spectra(
         ``"auto"``, ``"cpu"`` or ``"cuda"`` for the fast path (float64 throughout).
     method
         ``"fast"`` (batched) or ``"quimb"`` (the per-cut reference).
+    progress
+        Show a progress bar (cuts done of the total, with the time left).
+    max_memory
+        Memory budget in bytes, or a size such as ``"8GB"``; None (default): half of the
+        memory available now. A request whose estimate (:func:`estimate_spectra`) is
+        larger is refused with InputError before any work.
 
     Returns
     -------
@@ -494,33 +583,18 @@ def compute_spectra(
     (NaN-padded along ``k``, 1-based), and ``entropy``, ``renyi2``,
     ``effective_rank``, ``rank``, ``chi_max`` per ``(layer, cut)``.
     """
-    if method not in METHODS:
-        raise InputError(f"method={method!r} is unknown; valid: {', '.join(METHODS)}")
-    if not isinstance(kernels, xr.DataTree):
-        kernels = extract_kernels(kernels)
-    items = kernel_items(kernels)
-    if not items:
-        raise InputError("kernels tree holds no layers; select at least one layer")
-    dev = resolve_device(device) if method == "fast" else torch.device("cpu")
+    request = _request(kernels, legs, cuts, device, method)
+    _budget.check_budget(request.estimate, max_memory)
+    kernels, dev = request.kernels, request.device
+    items = [(name, ds) for name, ds, _ in request.layers]
+    layer_cuts = [(name, ds, layout, request.cuts_of(i))
+                  for i, (name, ds, layout) in enumerate(request.layers)]
 
-    layer_cuts: list[tuple[str, xr.Dataset, LegLayout, list[Cut]]] = []
-    all_errors: list[InputError] = []
-    for name, ds in items:
-        weight = ds["weight"]
-        check_finite(name, weight.values)
-        layout = fine_grain(list(weight.dims), weight.shape, legs)
-        chosen, errors = _layer_cuts(name, layout, cuts)
-        all_errors.extend(errors)
-        layer_cuts.append((name, ds, layout, chosen))
-    if not any(chosen for *_, chosen in layer_cuts):
-        raise all_errors[0] if all_errors else InputError(f"cuts={cuts!r} select no cut")
-
-    labels: list[str] = []
+    cut_index: dict[str, int] = {}
     for *_, chosen in layer_cuts:
         for cut in chosen:
-            if cut.label not in labels:
-                labels.append(cut.label)
-    cut_index = {label: j for j, label in enumerate(labels)}
+            cut_index.setdefault(cut.label, len(cut_index))
+    labels = list(cut_index)
 
     jobs = []
     for i, (_, ds, layout, chosen) in enumerate(layer_cuts):
@@ -531,8 +605,12 @@ def compute_spectra(
         for cut in chosen:
             jobs.append(_Job((i, cut_index[cut.label]), w, layout, cut))
 
-    bar = tqdm(total=len(jobs), desc="spectra", unit="cut", disable=not progress)
-    with torch.no_grad():
+    # the estimate first, then the bar: cuts of all layers, updated as each matrix is done,
+    # with the time left
+    if progress:
+        tqdm.write(f"spectra: {request.estimate}", file=sys.stderr)
+    with tqdm(total=len(jobs), desc="spectra", unit="cut", disable=not progress,
+              dynamic_ncols=True) as bar, torch.no_grad():
         if method == "fast":
             spectra = _fast_spectra(jobs, bar.update)
         else:
@@ -540,7 +618,6 @@ def compute_spectra(
             for job in jobs:
                 spectra[job.key] = reference_spectrum(job.weight, job.layout, job.cut)
                 bar.update(1)
-    bar.close()
 
     n_layers, n_cuts = len(layer_cuts), len(labels)
     k_max = max(len(s) for s in spectra.values())

@@ -38,7 +38,14 @@ from tqdm.auto import tqdm
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
-from ..kernels import CUT_MODES, LegsSpec, as_cuts, select_cuts, select_layers
+from ..kernels import (
+    CUT_MODES,
+    LegsSpec,
+    as_cuts,
+    module_legs,
+    select_cuts,
+    select_layers,
+)
 from ..provenance import provenance
 from ..runtime import (
     check_data_fits,
@@ -131,8 +138,10 @@ def build_trials(
     chosen = select_layers(model, layers, kinds)
     layer_cuts: dict[str, list[str]] = {}
     chi_max: dict[tuple[str, str], int] = {}
+    transposed: dict[str, bool] = {}
     for name, module in chosen:
-        layout = layout_of(tuple(module.weight.shape), legs)
+        transposed[name] = module_legs(module)[0] == "in"
+        layout = layout_of(tuple(module.weight.shape), legs, transposed=transposed[name])
         spec = as_cuts(cuts)
         if spec in CUT_MODES:
             labels = [c.label for c in select_cuts(layout.names, spec)]
@@ -147,7 +156,8 @@ def build_trials(
         for label in layer_cuts[name]:
             chi_max[name, label] = min(cut_dims(layout, parse_cuts(label, layout)[0]))
     if not any(layer_cuts.values()):
-        valid = {n: [c.label for c in select_cuts(layout_of(tuple(m.weight.shape), legs).names)]
+        valid = {n: [c.label for c in select_cuts(layout_of(
+            tuple(m.weight.shape), legs, transposed=module_legs(m)[0] == "in").names)]
                  for n, m in chosen}
         listing = "; ".join(f"{n}: {', '.join(v)}" for n, v in valid.items())
         raise InputError(f"cuts {cuts!r} fit none of the selected layers; valid cuts: {listing}")
@@ -162,11 +172,12 @@ def build_trials(
             for label in layer_cuts[name]:
                 for k in keep_list:
                     trials.append(TrialSpec("layer", name, label, k.label, Plan(
-                        {name: PlanEntry((label,), (k,), legs)})))
+                        {name: PlanEntry((label,), (k,), legs, transposed[name])})))
     if "all-cuts" in modes:
         for name in names:
             for k in keep_list:
-                entry = PlanEntry(tuple(layer_cuts[name]), (k,) * len(layer_cuts[name]), legs)
+                entry = PlanEntry(tuple(layer_cuts[name]), (k,) * len(layer_cuts[name]), legs,
+                                  transposed[name])
                 trials.append(TrialSpec("all-cuts", name, ";".join(layer_cuts[name]), k.label,
                                         Plan({name: entry})))
     if "all-layers" in modes:
@@ -174,7 +185,7 @@ def build_trials(
         for label in all_labels:
             holders = [n for n in names if label in layer_cuts[n]]
             for k in keep_list:
-                plan = Plan({n: PlanEntry((label,), (k,), legs) for n in holders})
+                plan = Plan({n: PlanEntry((label,), (k,), legs, transposed[n]) for n in holders})
                 trials.append(TrialSpec("all-layers", ",".join(holders), label, k.label, plan))
     return trials
 
@@ -291,13 +302,13 @@ def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
     return chunks
 
 
-def _matrix_signature(shape: Sequence[int], legs: LegsSpec,
+def _matrix_signature(shape: Sequence[int], entry: PlanEntry,
                       metrics: TruncationMetrics) -> list:
     """What determines a truncated kernel: per cut, the legs of size > 1 on its first
     side, and χ. Cuts differing only by size-1 legs (the seven cuts of a 1×1
     convolution are one ``out|in`` matrix) matricise to the same array, so they
     give the same kernel bit for bit and are evaluated once."""
-    layout = layout_of(shape, legs)
+    layout = layout_of(shape, entry.legs, transposed=entry.transposed)
     return [[layout.squeezed(cut.left), chi]
             for cut, chi in zip(parse_cuts(list(metrics.cuts), layout), metrics.chi,
                                 strict=True)]
@@ -345,12 +356,13 @@ def run_chunk(
             caches = _svd_caches(trial, modules, digests)
             for name, entry in trial.plan.items():
                 w, m = truncate(modules[name].weight.detach(), entry.cuts, entry.keeps,
-                                entry.legs, _svd_cache=caches[name])
+                                entry.legs, transposed=entry.transposed,
+                                _svd_cache=caches[name])
                 metrics[name] = m
                 if any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True)):
                     weights[name] = w
             sig = json.dumps({n: _matrix_signature(modules[n].weight.shape,
-                                                   trial.plan.entries[n].legs, metrics[n])
+                                                   trial.plan.entries[n], metrics[n])
                               for n in weights}, sort_keys=True)
             if not weights:
                 which.append(None)
