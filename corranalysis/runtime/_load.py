@@ -145,12 +145,12 @@ def load_trained(
     is_path = not isinstance(checkpoint, Mapping)
     source = str(checkpoint) if is_path else "state_dict"
     record = run_record(checkpoint) if is_path else {}
+    if is_path and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint {source!r} does not exist; give the path of a .pt file")
     model = model if model is not None else record.get("model")
     if model is None:
         raise InputError(f"checkpoint {source!r}: give --model (model=); no run.json beside "
                          "it names the model")
-    if is_path and not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {source!r} does not exist; give the path of a .pt file")
     if loaders is None and dataset is None and with_data:
         dataset = record.get("dataset")
     if loaders is None and dataset is not None and dataset not in DATASETS:
