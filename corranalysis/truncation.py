@@ -234,6 +234,9 @@ def parse_cuts(cuts: str | Cut | Sequence[str | Cut], layout: LegLayout,
     """Canonical cuts from one label / Cut or a sequence (``;`` also separates labels)."""
     if isinstance(cuts, (str, Cut)):
         cuts = [cuts]
+    if not isinstance(cuts, Sequence) or not all(isinstance(c, (str, Cut)) for c in cuts):
+        raise InputError(f"{where}cuts {cuts!r} are not cut labels; give labels such as "
+                         f"'out|in' (legs: {', '.join(layout.names)})")
     out: list[Cut] = []
     for item in cuts:
         labels = item.split(";") if isinstance(item, str) else [item]

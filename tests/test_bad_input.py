@@ -256,3 +256,32 @@ def test_damaged_copies_of_a_real_checkpoint_exit_0_or_2(tmp_path_factory, cut, 
     assert {k: v for k, v in after.items() if k in before} == before
     if code == 2:
         assert after.keys() == before.keys()
+
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-3, 3), st.floats(allow_nan=True),
+                    st.text(max_size=12), st.sampled_from(["all", "out|in", "frac=0.5", "chi=2",
+                                                           "loss=0.1", "natural", "binary"]),
+                    st.lists(st.sampled_from(["out|in", "in|out", "frac=0.5", "x"]),
+                             max_size=3))
+
+
+@settings(max_examples=150, deadline=None)
+@given(keep=_VALUES, cuts=_VALUES, legs=_VALUES, lr=_VALUES, plans=_VALUES)
+def test_the_api_raises_input_error_for_every_value_it_refuses(keep, cuts, legs, lr, plans):
+    """No TypeError, ValueError or LinAlgError from bad values: InputError or a result."""
+    w = np.arange(12.0).reshape(3, 4) + 1.0
+    model = nn.Sequential(nn.Linear(4, 3)).eval()
+    data = [(torch.randn(4, 4), torch.randint(0, 3, (4,)))]
+    calls = [
+        lambda: ca.truncate(w, cuts if cuts is not None else "out|in", keep),
+        lambda: ca.compute_spectra(ca.extract_kernels(model), legs=legs, cuts=cuts),
+        lambda: ca.Optim(lr=lr),
+        lambda: ca.sweep(model, data, keeps=keep, cuts=cuts if cuts is not None else "all",
+                         plans=plans if plans is not None else "layer"),
+        lambda: ca.resolve_plan(model, {"0": {"cuts": cuts, "keep": keep}}),
+    ]
+    for call in calls:
+        try:
+            call()
+        except InputError:
+            pass

@@ -111,6 +111,9 @@ def as_cuts(cuts: CutsSpec | None) -> str | list[str]:
     Accepts a mode, a label, ``';'``-separated labels, or a list of any of those (as the CLI's
     repeatable ``--cuts`` gives them); None and an empty list mean ``"all"``.
     """
+    if cuts is not None and not isinstance(cuts, (str, Sequence)):
+        raise InputError(f"cuts {cuts!r} is not a cuts option; give 'all', 'contiguous' or cut "
+                         "labels such as 'out,kh|in,kw'")
     items = [cuts] if isinstance(cuts, str) else list(cuts or [])
     labels = [c.strip() for item in items for c in str(item).split(";") if c.strip()]
     if not labels:

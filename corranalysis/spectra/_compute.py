@@ -669,7 +669,7 @@ def compute_spectra(
         source_sha256=str(kernels.attrs.get("source_sha256", "")),
         kernels_sha256=_kernels_sha256(items),
         config={"legs": legs if isinstance(legs, str) else dict(legs),
-                "cuts": cuts if isinstance(cuts, str) else list(cuts), "method": method},
+                "cuts": as_cuts(cuts), "method": method},
         device=str(dev),
         seed="none (deterministic)",
     )

@@ -111,6 +111,8 @@ class TrialSpec:
 def _as_modes(plans: str | Sequence[str]) -> list[str]:
     if isinstance(plans, str):
         plans = [p for p in plans.split(",") if p.strip()]
+    if not isinstance(plans, Sequence) or not all(isinstance(p, str) for p in plans):
+        raise InputError(f"plans {plans!r} unknown; valid: {', '.join(PLAN_MODES)}")
     modes = [p.strip().lower() for p in plans]
     bad = [m for m in modes if m not in PLAN_MODES]
     if bad or not modes:
