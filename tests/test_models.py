@@ -41,6 +41,9 @@ COUNTS = {
     # (name, in_channels, num_classes, image_size): parameters
     ("resnet18", 3, 10, 32): 11_173_962,
     ("resnet50", 3, 10, 32): 23_520_842,
+    # ResNet-20 (He et al. 2016): 269,722 with option-A shortcuts + two 1×1 shortcut convs
+    # with BatchNorm (16·32 + 2·32 + 32·64 + 2·64 = 2,752)
+    ("resnet20", 3, 10, 32): 269_722 + 2_752,
     ("lenet5", 1, 10, 28): 61_706,
     ("lenet5", 3, 10, 32): 62_006,
     # VGG-16-BN conv stack (14,723,136) + head 512·4096+4096 + 4096·4096+4096 + 4096·10+10
@@ -97,6 +100,9 @@ def test_stable_module_names():
     r18 = names(create("resnet18", 3, 10))
     assert {"conv1", "layer1.0.conv1", "layer2.0.downsample.0", "layer4.1.conv2", "fc"} <= r18
     assert len(r18) == 21  # 20 convs (17 + 3 downsample) + fc
+    r20 = names(create("resnet20", 1, 10))
+    assert len(r20) == 22  # 19 convs + 2 downsample + fc
+    assert {"conv1", "layer1.2.conv2", "layer2.0.downsample.0", "layer3.2.conv2", "fc"} <= r20
     r50 = names(create("resnet50", 3, 10))
     assert {"layer1.0.downsample.0", "layer3.5.conv3", "fc"} <= r50
     vgg = names(create("vgg16", 3, 10))

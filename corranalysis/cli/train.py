@@ -26,8 +26,8 @@ from ._app import (
 @app.command("train")
 def train_cmd(
     model: str = typer.Option(..., "--model", "-m",
-                              help="registry name (cnn4, fc2, lenet5, resnet18, resnet50, vgg16)"
-                                   " or package.module:factory"),
+                              help="registry name (cnn4, fc2, lenet5, resnet18, resnet20, "
+                                   "resnet50, vgg16) or package.module:factory"),
     dataset: str = typer.Option(..., "--dataset", "-d",
                                 help="fashion-mnist, mnist, cifar10 or cifar100"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="number of epochs"),

@@ -215,27 +215,34 @@ class Bottleneck(nn.Module):
 
 
 class ResNet(nn.Module):
-    """CIFAR-style ResNet: 3×3 stride-1 stem ``conv1``/``bn1`` (no max-pool), four stages
-    ``layer1``…``layer4`` of 64, 128, 256, 512 planes (strides 1, 2, 2, 2), global average
+    """CIFAR-style ResNet: 3×3 stride-1 stem ``conv1``/``bn1`` (no max-pool), stages
+    ``layer1``, ``layer2``, … of ``widths`` planes (strides 1, 2, 2, …), global average
     pool ``avgpool`` and linear ``fc``. Works for any input side ≥ 8 (28 and 32 included).
+    Shortcuts that change shape are 1×1 convolutions with BatchNorm (He et al.'s option B).
 
-    ResNet-18 = BasicBlock × (2, 2, 2, 2): 11,173,962 parameters for 3 channels, 10 classes.
-    ResNet-50 = Bottleneck × (3, 4, 6, 3): 23,520,842 parameters for 3 channels, 10 classes.
+    ResNet-18 = BasicBlock × (2, 2, 2, 2), widths 64…512: 11,173,962 parameters for 3
+    channels, 10 classes. ResNet-50 = Bottleneck × (3, 4, 6, 3): 23,520,842. ResNet-20 (He et
+    al. 2016, CIFAR) = BasicBlock × (3, 3, 3), widths 16, 32, 64: 272,474 parameters for 3
+    channels and 10 classes (269,722 with the parameter-free option-A shortcuts, + 2,752 for
+    the two 1×1 shortcut convolutions and their BatchNorms), 272,186 for 1 channel.
     """
 
     def __init__(self, block: type[BasicBlock] | type[Bottleneck], num_blocks: list[int],
-                 in_channels: int = 3, num_classes: int = 10) -> None:
+                 in_channels: int = 3, num_classes: int = 10,
+                 widths: tuple[int, ...] = (64, 128, 256, 512)) -> None:
         super().__init__()
-        self.in_planes = 64
-        self.conv1 = nn.Conv2d(in_channels, 64, 3, stride=1, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(64)
+        if len(widths) != len(num_blocks):
+            raise InputError(f"resnet: {len(num_blocks)} stages need {len(num_blocks)} widths, "
+                             f"got {widths}")
+        self.in_planes = widths[0]
+        self.conv1 = nn.Conv2d(in_channels, widths[0], 3, stride=1, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(widths[0])
         self.relu = nn.ReLU(inplace=True)
-        self.layer1 = self._stage(block, 64, num_blocks[0], 1)
-        self.layer2 = self._stage(block, 128, num_blocks[1], 2)
-        self.layer3 = self._stage(block, 256, num_blocks[2], 2)
-        self.layer4 = self._stage(block, 512, num_blocks[3], 2)
+        self.stages = [f"layer{i + 1}" for i in range(len(widths))]
+        for i, (width, n) in enumerate(zip(widths, num_blocks, strict=True)):
+            setattr(self, self.stages[i], self._stage(block, width, n, 1 if i == 0 else 2))
         self.avgpool = nn.AdaptiveAvgPool2d(1)
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.fc = nn.Linear(widths[-1] * block.expansion, num_classes)
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -249,7 +256,8 @@ class ResNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        for name in self.stages:
+            x = getattr(self, name)(x)
         return self.fc(torch.flatten(self.avgpool(x), 1))
 
 
@@ -317,6 +325,10 @@ def _resnet18(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return ResNet(BasicBlock, [2, 2, 2, 2], in_channels, num_classes)
 
 
+def _resnet20(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
+    return ResNet(BasicBlock, [3, 3, 3], in_channels, num_classes, widths=(16, 32, 64))
+
+
 def _resnet50(in_channels: int, num_classes: int, image_size: int) -> nn.Module:
     return ResNet(Bottleneck, [3, 4, 6, 3], in_channels, num_classes)
 
@@ -331,6 +343,7 @@ MODELS: dict[str, Callable[[int, int, int], nn.Module]] = {
     "fc2": _fc2,
     "lenet5": _lenet5,
     "resnet18": _resnet18,
+    "resnet20": _resnet20,
     "resnet50": _resnet50,
     "vgg16": _vgg16,
 }
