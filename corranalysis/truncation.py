@@ -38,6 +38,7 @@ from .kernels import (
     LegLayout,
     LegsSpec,
     as_cuts,
+    check_finite,
     fine_grain,
     kernel_modules,
     matricize,
@@ -315,10 +316,7 @@ def truncate(
     keeps = _as_keeps(keep, len(cut_list))
     if _svd_cache is None or (w0 := _svd_cache.get("float64")) is None:
         w0 = _to64(weight)
-        finite = bool(torch.isfinite(w0).all()) if _is_torch(w0) else bool(np.isfinite(w0).all())
-        if not finite:
-            raise InputError("weight has NaN/Inf values; a kernel must be finite (check the "
-                             "checkpoint or training run)")
+        check_finite("weight", w0)
         if _svd_cache is not None:
             _svd_cache["float64"] = w0
     w = w0

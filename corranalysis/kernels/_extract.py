@@ -181,12 +181,13 @@ def _where(name: str, source: str) -> str:
 
 
 def check_finite(name: str, weight, source: str = "") -> None:
-    """InputError naming layer ``name`` (of ``source``) unless ``weight`` is finite."""
+    """InputError naming layer ``name`` (of ``source``) unless ``weight`` (a numpy array or
+    torch tensor) is finite: the one finiteness check of weights."""
     finite = torch.isfinite(weight) if isinstance(weight, torch.Tensor) else np.isfinite(weight)
     if not finite.all():
         bad = int((~finite).sum())
         raise InputError(
-            f"{_where(name, source)} has {bad} NaN/Inf weights; a kernel must be finite "
+            f"{_where(name, source)} has {bad} NaN/Inf weights; weights must be finite "
             "(check the checkpoint or training run)"
         )
 

@@ -24,7 +24,7 @@ from torch import nn
 from ..data import DATASETS, make_loaders
 from ..devices import resolve_device
 from ..errors import InputError
-from ..kernels import check_fits, load_state_dict
+from ..kernels import check_finite, check_fits, load_state_dict
 from ..models import resolve_model
 from ._optim import BATCH_SIZE
 
@@ -83,10 +83,7 @@ def check_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
         if value.numel() == 0 and value.ndim > 0:
             raise InputError(f"{source}: {key!r} is empty (shape "
                              f"{tuple(value.shape)}); the checkpoint is damaged")
-        bad = int((~torch.isfinite(value)).sum())
-        if bad:
-            raise InputError(f"{source}: {key!r} has {bad} NaN/Inf values; "
-                             "weights must be finite (check the training run)")
+        check_finite(key, value, source)
 
 
 def model_sha256(model: nn.Module) -> str:
