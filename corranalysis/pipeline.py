@@ -13,6 +13,7 @@ figures and notebooks; files are named by the one :data:`STAGES` table.
 
 from __future__ import annotations
 
+import copy
 import datetime as _dt
 import hashlib
 import json
@@ -149,13 +150,15 @@ class Study:
         write_json(records, self.stages_file)
 
     # ------------------------------------------------------------------ shared inputs
-    def trained(self, train_size: int | None = None, batch_size: int | None = None) -> Trained:
-        """The run's trained model (a fresh copy each call) with the study's data."""
+    def trained(self, train_size: int | None = None, batch_size: int | None = None, *,
+                with_data: bool = True) -> Trained:
+        """The run's trained model (a fresh copy each call), with the study's data unless
+        ``with_data=False``."""
         c = self.config
         return load_trained(self.run_dir / "model.pt", c.model, c.dataset,
                             batch_size=batch_size, eval_batch_size=c.eval_batch_size,
                             train_size=train_size, test_size=c.test_size, data_dir=c.data_dir,
-                            seed=c.seed, device=c.device)
+                            seed=c.seed, device=c.device, with_data=with_data)
 
     # ------------------------------------------------------------------ stages
     def stage_train(self, force: bool) -> None:
@@ -189,7 +192,8 @@ class Study:
 
     def stage_spectra(self, force: bool) -> None:
         s = self.config.spectra
-        kernels = extract_kernels(self.trained().model, layers=s.layers, kinds=s.kinds)
+        kernels = extract_kernels(self.trained(with_data=False).model, layers=s.layers,
+                                  kinds=s.kinds)
         ds = compute_spectra(kernels, legs=s.legs, cuts=s.cuts, device=self.config.device,
                              progress=True, max_memory=s.max_memory)
         write_netcdf(ds, self.run_dir / "spectra.nc")
@@ -214,12 +218,11 @@ class Study:
         c, r = self.config, self.config.retrain
         plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.min_drop)
                 if r.plan == "auto" else r.plan)
-        parts = []
-        for mode in r.modes:
-            trained = self.trained(train_size=r.train_size, batch_size=r.batch_size)
-            parts.append(retrain(trained.model, plan, trained.train, trained.test, r.epochs,
-                                 mode=mode, optim=self.retrain_optim, seed=c.seed, device=c.device,
-                                 progress=True))
+        trained = self.trained(train_size=r.train_size, batch_size=r.batch_size)
+        parts = [retrain(copy.deepcopy(trained.model), plan, trained.train, trained.test,
+                         r.epochs, mode=mode, optim=self.retrain_optim, seed=c.seed,
+                         device=c.device, progress=True)
+                 for mode in r.modes]
         ds = xr.concat(parts, dim=pd.Index(list(r.modes), name="mode"),
                        combine_attrs="drop_conflicts")
         write_netcdf(ds, self.run_dir / "recovery.nc")
