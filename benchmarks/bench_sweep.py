@@ -1,94 +1,116 @@
 """Benchmark: corranalysis' sweep against the naive loop (truncate, evaluate all, restore).
 
-Two models with random weights (eval mode): a ``resnet18``-shaped network and a
-``cnn4``. The grid is the chosen layers × every natural cut × 5 keep specs,
-single-layer trials. The naive path applies each trial with ``truncated`` and runs
-the whole network over the test images; the fast path is ``corranalysis.sweep``
-(batch-major prefix/suffix evaluation, one SVD per (layer, cut), identical or
-no-op truncations evaluated once). Prints both times, the ratio and the largest
-accuracy difference per model; the last line is JSON for the resnet18 run:
-``{"naive_s", "fast_s", "ratio", "max_acc_diff", ...}``.
+A trained ResNet-20 on real Fashion-MNIST (``--checkpoint``, else trained here for
+``--train-epochs`` on ``--train-size`` images with the runtime's defaults), evaluated
+on ``--images`` test images (fixed seed) in batches of ``--batch``. The grid is every
+layer × every natural cut × the keep specs, single-layer trials (issue 12's grid).
 
-    python benchmarks/bench_sweep.py            # defaults sized for ~10 min on 2 cores
+* **naive**: each trial applied with ``truncated`` and the whole network run over the
+  test images;
+* **fast**: ``corranalysis.sweep`` (batch-major prefix/suffix evaluation, one SVD per
+  (layer, cut), identical or no-op truncations evaluated once) — bit-identical;
+* **fast + stop**: the same with ``stop_drop`` (a trial stops once its drop exceeds
+  that many points beyond 3 standard errors) — trials that are never stopped are
+  bit-identical; stopped ones are measured on a prefix of the images.
+
+Prints the times, the ratios, the largest accuracy difference of unstopped trials
+(must be 0), and for stopped trials the largest difference and how many of them the
+naive loop puts within ``stop_drop`` of the baseline (false stops). The last line is
+JSON: ``{"naive_s", "fast_s", "ratio", "stop_s", "stop_ratio", ...}``.
+
+    python benchmarks/bench_sweep.py --checkpoint runs/fashion_resnet20/model.pt
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
+from pathlib import Path
 
+import numpy as np
 import torch
-from torch.utils.data import DataLoader, TensorDataset
 
-from corranalysis.models import create
-from corranalysis.runtime import evaluate
+from corranalysis.runtime import evaluate, load_trained, train
 from corranalysis.sweep import build_trials, sweep
 from corranalysis.truncation import truncated
 
-KEEPS = "frac=0.75,frac=0.5,frac=0.25,frac=0.1,loss=0.05"
-RESNET_LAYERS = "conv1,layer1.1.conv1,layer2.0.downsample.0,layer3.0.conv2,layer4.1.conv1,fc"
-
-
-def data(n: int, shape: tuple[int, ...], batch: int, seed: int = 0) -> DataLoader:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *shape, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return DataLoader(TensorDataset(x, y), batch_size=batch, shuffle=False)
-
-
-def run(name: str, shape: tuple[int, int, int], n: int, layers: str | None, batch: int,
-        keeps: str) -> dict:
-    torch.manual_seed(0)
-    model = create(name, shape[0], 10, image_size=shape[1]).eval()
-    loader = data(n, shape, batch)
-    trials = build_trials(model, layers=layers, keeps=keeps)
-    n_layers = len({t.layer for t in trials})
-    print(f"{name} {shape} on {n} images, batch {batch}: {n_layers} layers, "
-          f"{len(trials)} trials, keeps {keeps}", flush=True)
-
-    t0 = time.perf_counter()
-    naive = []
-    for t in trials:
-        with truncated(model, t.plan):
-            naive.append(evaluate(model, loader).accuracy)
-    naive_s = time.perf_counter() - t0
-    print(f"  naive: {naive_s:8.1f} s", flush=True)
-
-    t0 = time.perf_counter()
-    ds = sweep(model, loader, layers=layers, keeps=keeps, device="cpu")
-    fast_s = time.perf_counter() - t0
-    diff = max(abs(a - b) for a, b in zip(naive, ds.accuracy.values.tolist(), strict=True))
-    ratio = naive_s / fast_s
-    print(f"  fast:  {fast_s:8.1f} s   ratio {ratio:.2f}   max |Δ accuracy| {diff}", flush=True)
-    return {"model": name, "input": list(shape), "test_images": n, "layers": n_layers,
-            "trials": len(trials), "naive_s": round(naive_s, 2), "fast_s": round(fast_s, 2),
-            "ratio": round(ratio, 2), "max_acc_diff": diff}
+KEEPS = "frac=0.8,frac=0.6,frac=0.4,frac=0.2,frac=0.1,loss=0.01,loss=0.05,loss=0.2"
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--resnet-images", type=int, default=256)
-    p.add_argument("--resnet-size", type=int, default=16, help="image side for resnet18")
-    p.add_argument("--resnet-layers", default="all", help="'all' or globs, e.g. the quick "
-                   f"subset {RESNET_LAYERS}")
-    p.add_argument("--cnn4-images", type=int, default=1024)
-    p.add_argument("--cnn4-layers", default="all")
-    p.add_argument("--batch", type=int, default=256)
+    p.add_argument("--checkpoint", default=None, help="a trained resnet20 (run directory's "
+                   "model.pt); default: train one here")
+    p.add_argument("--train-epochs", type=int, default=1)
+    p.add_argument("--train-size", type=int, default=20000)
+    p.add_argument("--images", type=int, default=2000)
+    p.add_argument("--batch", type=int, default=250)
+    p.add_argument("--layers", default=None, help="globs (default: every layer)")
     p.add_argument("--keeps", default=KEEPS)
+    p.add_argument("--stop-drop", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU", flush=True)
-    cnn = run("cnn4", (1, 28, 28), args.cnn4_images,
-              None if args.cnn4_layers == "all" else args.cnn4_layers, args.batch, args.keeps)
-    res = run("resnet18", (3, args.resnet_size, args.resnet_size), args.resnet_images,
-              None if args.resnet_layers == "all" else args.resnet_layers, args.batch,
-              args.keeps)
-    print(json.dumps({"naive_s": res["naive_s"], "fast_s": res["fast_s"],
-                      "ratio": res["ratio"], "max_acc_diff": res["max_acc_diff"],
-                      "resnet18": res, "cnn4": cnn}))
+    checkpoint = args.checkpoint
+    if checkpoint is None:
+        run = Path(tempfile.mkdtemp()) / "resnet20"
+        t0 = time.perf_counter()
+        train("resnet20", "fashion-mnist", epochs=args.train_epochs, out=run,
+              train_size=args.train_size, progress=False, device="cpu")
+        checkpoint = str(run / "model.pt")
+        print(f"trained resnet20 in {time.perf_counter() - t0:.0f} s", flush=True)
+    trained = load_trained(checkpoint, "resnet20", "fashion-mnist", test_size=args.images,
+                           eval_batch_size=args.batch, device="cpu")
+    model, data = trained.model.eval(), trained.test
+    trials = build_trials(model, layers=args.layers, keeps=args.keeps)
+    n_layers = len({t.layer for t in trials})
+    print(f"resnet20 on {args.images} Fashion-MNIST test images, batch {args.batch}: "
+          f"{n_layers} layers, {len(trials)} trials, keeps {args.keeps}", flush=True)
+
+    t0 = time.perf_counter()
+    naive = []
+    for t in trials:
+        with truncated(model, t.plan):
+            naive.append(evaluate(model, data, "cpu").accuracy)
+    naive_s = time.perf_counter() - t0
+    naive = np.array(naive)
+    base = evaluate(model, data, "cpu").accuracy
+    print(f"  naive:       {naive_s:8.1f} s  (baseline {base:.4f})", flush=True)
+
+    t0 = time.perf_counter()
+    fast = sweep(model, data, layers=args.layers, keeps=args.keeps, device="cpu")
+    fast_s = time.perf_counter() - t0
+    diff = float(np.abs(fast.accuracy.values - naive).max())
+    print(f"  fast:        {fast_s:8.1f} s  ratio {naive_s / fast_s:.2f}  "
+          f"max |Δ accuracy| {diff}", flush=True)
+
+    t0 = time.perf_counter()
+    stop = sweep(model, data, layers=args.layers, keeps=args.keeps, device="cpu",
+                 stop_drop=args.stop_drop)
+    stop_s = time.perf_counter() - t0
+    stopped = stop.stopped.values.astype(bool)
+    d = np.abs(stop.accuracy.values - naive)
+    free_diff = float(d[~stopped].max())
+    stop_diff = float(d[stopped].max()) if stopped.any() else 0.0
+    false_stops = int((100 * (base - naive[stopped]) <= args.stop_drop).sum())
+    seen = stop.n_images.values[stopped].mean() if stopped.any() else 0
+    print(f"  fast + stop: {stop_s:8.1f} s  ratio {naive_s / stop_s:.2f}  "
+          f"{int(stopped.sum())} stopped (mean {seen:.0f} images); "
+          f"max |Δ| unstopped {free_diff}, stopped {stop_diff:.4f}; false stops {false_stops}",
+          flush=True)
+    print(json.dumps({
+        "model": "resnet20", "dataset": "fashion-mnist", "test_images": args.images,
+        "batch": args.batch, "layers": n_layers, "trials": len(trials), "keeps": args.keeps,
+        "baseline_accuracy": base, "naive_s": round(naive_s, 1), "fast_s": round(fast_s, 1),
+        "ratio": round(naive_s / fast_s, 2), "max_acc_diff": diff,
+        "stop_drop": args.stop_drop, "stop_s": round(stop_s, 1),
+        "stop_ratio": round(naive_s / stop_s, 2), "stopped": int(stopped.sum()),
+        "max_acc_diff_unstopped": free_diff, "max_acc_diff_stopped": stop_diff,
+        "false_stops": false_stops}))
 
 
 if __name__ == "__main__":

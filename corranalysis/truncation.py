@@ -10,14 +10,23 @@ A *keep spec* says how much to keep at one cut: ``chi=N`` (1 ≤ N ≤ χ_max),
 ``frac=f`` (0 < f ≤ 1, χ = ⌈f·χ_max⌉) or ``loss=ε`` (0 ≤ ε < 1, the smallest χ
 whose norm loss Σ_{k>χ} s_k²/Σ s² is ≤ ε).
 
+A *data-aware* truncation (``truncate(..., gram=C)``, plan entries with
+``truncation: data-aware``) works on the cut ``out|rest`` only: with ``C`` the layer's
+input Gram (:func:`corranalysis.runtime.input_grams`), it keeps the top-χ eigenvectors
+U_χ of the output covariance ``W C Wᵀ`` and returns W̃ = U_χ U_χᵀ W, the rank-χ kernel
+of least output error ‖(W̃ − W) ⋆ X‖² (the SVD of the kernel whitened by C^½). W̃ is
+an orthogonal projection of W's output space, so its norm loss is still
+1 − ‖W̃‖²/‖W‖²; ``loss=ε`` here budgets the *output error* on ``C``.
+
 A *plan* maps layer names to ``{"cuts": [...], "keep": spec}`` (keep shared by
-the cuts or one per cut, optional ``legs``); :func:`truncated` applies one to a
-model in place and restores the exact original weights on exit.
+the cuts or one per cut, optional ``legs`` and ``truncation``); :func:`truncated`
+applies one to a model in place and restores the exact original weights on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -30,7 +39,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import InputError
+from .errors import InputError, check_opt
 from .io import read_yaml
 from .kernels import (
     CUT_MODES,
@@ -52,6 +61,9 @@ from .spectra import norm_loss_curve, numerical_rank
 
 KeepKind = Literal["chi", "frac", "loss"]
 KEEP_KINDS: tuple[str, ...] = ("chi", "frac", "loss")
+#: how a cut is truncated: the best rank-χ kernel (``svd``) or the one of least output
+#: error on the layer's inputs (``data-aware``, cut ``out|rest`` only)
+TRUNCATIONS: tuple[str, ...] = ("svd", "data-aware")
 # Norm losses within this of the budget count as inside it (float64 round-off).
 _LOSS_SLACK = 1e-12
 
@@ -289,6 +301,7 @@ def truncate(
     legs: LegsSpec = "natural",
     *,
     transposed: bool = False,
+    gram: Any = None,
     _svd_cache: dict | None = None,
 ) -> Truncation:
     """Truncate ``weight`` along ``cuts`` (in order) keeping ``keep`` at each.
@@ -298,6 +311,8 @@ def truncate(
     order. ``keep``: one keep spec shared by the cuts, or one per cut. ``legs``:
     fine-graining of the natural legs (see :func:`corranalysis.kernels.fine_grain`);
     ``transposed``: the kernel is a transposed convolution's, ``(in, out, *spatial)``.
+    ``gram``: the layer's input Gram ``(D, D)`` (D = the product of the input legs):
+    truncate data-aware instead (see module doc; one cut, ``out|rest``).
     Returns ``(weight, metrics)``: the truncated kernel in ``weight``'s dtype and
     device, and a :class:`TruncationMetrics`. A cut kept at χ = χ_max is the identity.
     """
@@ -319,6 +334,9 @@ def truncate(
         check_finite("weight", w0)
         if _svd_cache is not None:
             _svd_cache["float64"] = w0
+    if gram is not None:
+        return _truncate_aware(weight, w0, layout, cut_list, keeps[0], gram, transposed,
+                               _svd_cache)
     w = w0
     chis: list[int] = []
     chi_maxes: list[int] = []
@@ -380,6 +398,65 @@ def truncate(
     return Truncation(out, metrics)
 
 
+def _out_covariance(w0: Any, gram: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    """Eigenvalues (descending, ≥ 0) and eigenvectors of ``W C Wᵀ`` (float64 numpy)."""
+    m = np.asarray(w0.cpu().numpy() if _is_torch(w0) else w0).reshape(w0.shape[0], -1)
+    c = np.asarray(gram.detach().cpu().numpy() if _is_torch(gram) else gram, dtype=np.float64)
+    if c.shape != (m.shape[1], m.shape[1]):
+        raise InputError(f"gram of shape {c.shape} does not fit {where}: expected "
+                         f"({m.shape[1]}, {m.shape[1]}), the input Gram of this layer")
+    if not np.isfinite(c).all():
+        raise InputError("gram holds NaN or infinite values; recompute the input Gram")
+    mu, u = np.linalg.eigh(m @ c @ m.T)
+    return np.clip(mu[::-1], 0.0, None), u[:, ::-1]
+
+
+def _truncate_aware(weight: Any, w0: Any, layout: LegLayout, cut_list: Sequence[Cut],
+                    spec: KeepSpec, gram: Any, transposed: bool,
+                    cache: dict | None) -> Truncation:
+    """The data-aware truncation W̃ = U_χ U_χᵀ W (module doc) on the cut ``out|rest``."""
+    out_legs = tuple(n for n in layout.names if n.split(".")[0] == "out")
+    if len(cut_list) != 1 or transposed or cut_list[0].left != out_legs:
+        got = ";".join(c.label for c in cut_list)
+        raise InputError(f"data-aware truncation works on one cut, {','.join(out_legs)}|rest "
+                         f"(output legs against input legs) of a kernel stored out-first; got "
+                         f"{got!r}{' on a transposed kernel' if transposed else ''}")
+    cut = cut_list[0]
+    rows, cols = cut_dims(layout, cut)
+    chi_max = min(rows, cols)
+    spec.check(chi_max, where=f" at cut {cut.label!r}")
+    key = ("data-aware", id(gram))
+    if cache is not None and key in cache:
+        mu, u = cache[key]
+    else:
+        mu, u = _out_covariance(w0, gram, f"a kernel of shape {tuple(w0.shape)}")
+        if cache is not None:
+            cache[key] = (mu, u)
+    chi = spec.chi(np.sqrt(mu[:chi_max]), chi_max, where=f" at cut {cut.label!r}")
+    shape = tuple(w0.shape)
+    m = w0.reshape(shape[0], -1)
+    if chi < chi_max:
+        uk = u[:, :chi]
+        if _is_torch(m):
+            uk = torch.as_tensor(np.ascontiguousarray(uk), device=m.device)
+        w = (uk @ (uk.T @ m)).reshape(shape)
+        n0 = _norm(w0)
+        loss = max(0.0, 1.0 - (_norm(w) / n0) ** 2) if n0 > 0 else 0.0
+    else:
+        w, loss = w0, 0.0
+    metrics = TruncationMetrics(
+        cuts=(cut.label,), chi=(chi,), chi_max=(chi_max,), cut_losses=(loss,), norm_loss=loss,
+        rel_error=math.sqrt(loss), fidelity=math.sqrt(1.0 - loss),
+        params_factorized=int(chi * (rows + cols)), params_dense=int(np.prod(shape)))
+    if chi >= chi_max:
+        out = weight.detach().clone() if _is_torch(weight) else np.array(weight, copy=True)
+    elif _is_torch(weight):
+        out = w.to(weight.dtype)
+    else:
+        out = np.asarray(w, dtype=weight.dtype)
+    return Truncation(out, metrics)
+
+
 # --------------------------------------------------------------------------- plans
 
 
@@ -392,6 +469,8 @@ class PlanEntry:
     legs: Any = "natural"
     #: the kernel is a transposed convolution's, stored ``(in, out, *spatial)``
     transposed: bool = False
+    #: ``svd`` or ``data-aware`` (see :data:`TRUNCATIONS`)
+    truncation: str = "svd"
 
     def as_dict(self) -> dict[str, Any]:
         keep: Any = self.keeps[0].label if len(set(self.keeps)) == 1 else [
@@ -401,6 +480,8 @@ class PlanEntry:
             out["legs"] = self.legs
         if self.transposed:
             out["transposed"] = True
+        if self.truncation != "svd":
+            out["truncation"] = self.truncation
         return out
 
 
@@ -470,10 +551,12 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
                 f"plan entry for layer {name!r} must be {{cuts: [..], keep: 'frac=0.2'}}, "
                 f"got {spec!r}"
             )
-        unknown = sorted(set(spec) - {"cuts", "keep", "legs", "transposed"})
+        unknown = sorted(set(spec) - {"cuts", "keep", "legs", "transposed", "truncation"})
         if unknown:
             raise InputError(f"plan entry for layer {name!r} has unknown keys {unknown}; "
-                             "valid: cuts, keep, legs")
+                             "valid: cuts, keep, legs, truncation")
+        how = spec.get("truncation", "svd")
+        check_opt(f"plan, layer {name!r}: truncation", how, TRUNCATIONS)
         legs = spec.get("legs", "natural")
         shape = tuple(modules[name].weight.shape)
         transposed = module_legs(modules[name])[0] == "in"
@@ -487,15 +570,32 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         for cut, k in zip(cut_list, keeps, strict=True):
             k.check(min(cut_dims(layout, cut)), where=f" (plan, layer {name!r}, cut "
                                                        f"{cut.label!r})")
+        if how == "data-aware" and (len(cut_list) != 1 or transposed):
+            raise InputError(f"plan, layer {name!r}: a data-aware truncation takes one cut, "
+                             f"out|rest, of a kernel stored out-first; got {spec['cuts']!r}")
         entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs,
-                                  transposed)
+                                  transposed, how)
     return Plan(entries)
 
 
-def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]:
+def entry_gram(name: str, entry: PlanEntry, grams: Mapping[str, Any] | None) -> Any:
+    """The input Gram a plan entry needs (None for a plain truncation); InputError when a
+    data-aware entry has none in ``grams``."""
+    if entry.truncation != "data-aware":
+        return None
+    if grams is None or name not in grams:
+        raise InputError(f"plan, layer {name!r}: a data-aware truncation needs the layer's "
+                         "input Gram (grams=corranalysis.runtime.input_grams(model, data, "
+                         "layers)); Linear, Conv1d and Conv2d layers with one group have one")
+    return grams[name]
+
+
+def apply_plan(model: nn.Module, plan: PlanLike,
+               grams: Mapping[str, Any] | None = None) -> dict[str, TruncationMetrics]:
     """Truncate the model's kernels in place as ``plan`` says; metrics per layer.
 
-    No restore: use :func:`truncated` for a temporary truncation.
+    ``grams``: input Grams by layer, for data-aware entries. No restore: use
+    :func:`truncated` for a temporary truncation.
     """
     resolved = resolve_plan(model, plan)
     modules = kernel_modules(model)
@@ -504,7 +604,8 @@ def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]
         for name, entry in resolved.items():
             param = modules[name].weight
             new, metrics = truncate(param.detach(), entry.cuts, entry.keeps, entry.legs,
-                                    transposed=entry.transposed)
+                                    transposed=entry.transposed,
+                                    gram=entry_gram(name, entry, grams))
             param.copy_(new)
             out[name] = metrics
     return out
@@ -513,14 +614,16 @@ def apply_plan(model: nn.Module, plan: PlanLike) -> dict[str, TruncationMetrics]
 def chi_plan(plan: Plan, metrics: Mapping[str, TruncationMetrics]) -> Plan:
     """``plan`` with every keep replaced by the χ it resolved to (``metrics`` of applying it)."""
     return Plan({
-        name: PlanEntry(e.cuts, tuple(KeepSpec("chi", c) for c in metrics[name].chi), e.legs)
+        name: dataclasses.replace(e, keeps=tuple(KeepSpec("chi", c) for c in metrics[name].chi))
         for name, e in plan.items()
     })
 
 
 @contextlib.contextmanager
-def truncated(model: nn.Module, plan: PlanLike) -> Iterator[dict[str, TruncationMetrics]]:
-    """Apply ``plan`` to ``model`` in place for the ``with`` body; restore exactly on exit.
+def truncated(model: nn.Module, plan: PlanLike,
+              grams: Mapping[str, Any] | None = None) -> Iterator[dict[str, TruncationMetrics]]:
+    """Apply ``plan`` to ``model`` in place for the ``with`` body; restore exactly on exit
+    (``grams``: input Grams for data-aware entries).
 
     Yields the metrics per layer. The original weights are restored bit for bit on
     exit, also when the body (or the truncation itself) raises.
@@ -529,7 +632,7 @@ def truncated(model: nn.Module, plan: PlanLike) -> Iterator[dict[str, Truncation
     modules = kernel_modules(model)
     saved = {name: modules[name].weight.detach().clone() for name in resolved}
     try:
-        yield apply_plan(model, resolved)
+        yield apply_plan(model, resolved, grams)
     finally:
         with torch.no_grad():
             for name, original in saved.items():

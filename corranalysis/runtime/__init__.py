@@ -7,11 +7,15 @@ schedules, runs the training loop and evaluates.
 * :func:`fit` — the one training loop (epochs or steps, hooks, progress, resume, AMP);
   :func:`train` runs it from scratch into a run directory;
 * :func:`evaluate` — accuracy and loss (:class:`EvalResult`); :func:`evaluate_variants` — the
-  batch-major engine for many weight variants, bit-identical to evaluating each.
+  batch-major engine for many weight variants, bit-identical to evaluating each (or stopping
+  a variant early, :class:`StopRule`);
+* :func:`input_grams`, :func:`output_error` — what a layer sees on real data, and the output
+  error of a changed kernel from it.
 """
 
-from ._engine import evaluate_variants, evaluate_variants_naive
+from ._engine import StopRule, evaluate_variants, evaluate_variants_naive
 from ._evaluate import EvalResult, evaluate
+from ._grams import gram_supported, input_grams, output_error
 from ._load import (
     Trained,
     check_data_fits,
@@ -35,8 +39,9 @@ from ._train import RUN_FILES, history_dataset, run_config, save_state_dict, tra
 
 __all__ = [
     "BATCH_SIZE", "DEFAULT_OPTIM", "HISTORY_KEYS", "OPTIMIZERS", "RUN_FILES", "SCHEDULES",
-    "EvalResult", "Fit", "Optim", "Trained", "check_data_fits", "check_weights", "evaluate",
-    "evaluate_variants", "evaluate_variants_naive", "fit", "history_dataset", "load_trained",
+    "EvalResult", "Fit", "Optim", "StopRule", "Trained", "check_data_fits", "check_weights",
+    "evaluate", "evaluate_variants", "evaluate_variants_naive", "fit", "gram_supported",
+    "history_dataset", "input_grams", "load_trained", "output_error",
     "lr_factor", "make_optimizer", "make_scheduler", "model_sha256", "run_config", "run_record",
     "save_state_dict", "train",
 ]

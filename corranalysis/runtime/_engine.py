@@ -12,6 +12,13 @@ stays bounded by one batch's activations.
 The suffix runs the same modules and functions on the same inputs as the eager
 forward, so accuracies and losses equal those of the naive path bit for bit on
 CPU. Models that torch.fx cannot trace fall back to the naive path.
+
+*Early stopping* (``stop=StopRule(drop)``): after each batch, a variant whose accuracy
+drop below the baseline exceeds ``drop`` points beyond sampling error — the paired
+difference over the images seen so far, d_i = baseline correct_i − variant correct_i,
+with mean(d) − z·sd(d)/√n > drop/100 — is evaluated no further. Its result then holds
+the images it saw (``EvalResult.n`` < the data's size): an unbiased estimate on a
+prefix of the data, not the full-data value. Variants never stopped are unaffected.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from torch import fx, nn
 
@@ -40,20 +48,45 @@ def _swap(modules: dict[str, nn.Module], variant: Variant) -> None:
         modules[name].weight.copy_(weight)
 
 
+@dataclass(frozen=True)
+class StopRule:
+    """Stop evaluating a variant once its accuracy drop exceeds ``drop`` percentage points
+    beyond ``z`` standard errors of the paired per-sample difference (see module doc)."""
+
+    drop: float
+    z: float = 3.0
+
+    def __post_init__(self) -> None:
+        if not (np.isfinite(self.drop) and self.drop >= 0 and np.isfinite(self.z)
+                and self.z >= 0):
+            raise ValueError(f"StopRule(drop={self.drop!r}, z={self.z!r}): give drop >= 0 "
+                             "points and z >= 0")
+
+    def stops(self, baseline: np.ndarray, variant: np.ndarray) -> bool:
+        """Whether the per-sample correctness ``variant`` (bool ``(n,)``) shows a drop below
+        ``baseline`` (same samples) beyond ``drop`` points with ``z`` standard errors."""
+        n = len(variant)
+        if n < 2:
+            return False
+        d = baseline[:n].astype(np.float64) - variant.astype(np.float64)
+        return bool(d.mean() - self.z * d.std(ddof=1) / np.sqrt(n) > self.drop / 100.0)
+
+
 @torch.no_grad()
 def evaluate_variants_naive(
     model: nn.Module, loader: Iterable, variants: Sequence[Variant],
     device: str | torch.device = "cpu", progress: Callable[[int], None] | None = None,
+    record: bool = False,
 ) -> tuple[EvalResult, list[EvalResult]]:
     """Baseline and one full evaluation per variant (truncate, evaluate, restore)."""
     modules = dict(model.named_modules())
-    baseline = evaluate(model, loader, device)
+    baseline = evaluate(model, loader, device, record=record)
     out = []
     for variant in variants:
         saved = {n: modules[n].weight.detach().clone() for n in variant}
         try:
             _swap(modules, variant)
-            out.append(evaluate(model, loader, device))
+            out.append(evaluate(model, loader, device, record=record))
         finally:
             _swap(modules, saved)
         if progress:
@@ -225,20 +258,25 @@ class _Engine:
 def evaluate_variants(
     model: nn.Module, loader: Iterable, variants: Sequence[Variant],
     device: str | torch.device = "cpu", method: str = "fast",
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int], None] | None = None, *, record: bool = False,
+    stop: StopRule | None = None,
 ) -> tuple[EvalResult, list[EvalResult]]:
     """Evaluate the model's baseline and each variant ``{layer: weight}`` over ``loader``.
 
     ``method="fast"`` (batch-major prefix/suffix, see module doc) or ``"naive"``.
     The model must be in eval mode on ``device``; weights are restored on return.
-    ``progress(n)`` is called with the number of variant-batches done.
+    ``progress(n)`` is called with the number of variant-batches done. ``record=True``
+    keeps per-sample correctness (``EvalResult.correct``); ``stop`` stops variants whose
+    drop is already certain (fast method only; it implies ``record``).
     Returns ``(baseline, [result per variant])``.
     """
     device = torch.device(device)
+    if stop is not None and method != "fast":
+        raise ValueError("early stopping needs method='fast'")
     if method == "naive" or not variants:
         if not variants:
-            return evaluate(model, loader, device), []
-        return evaluate_variants_naive(model, loader, variants, device,
+            return evaluate(model, loader, device, record=record), []
+        return evaluate_variants_naive(model, loader, variants, device, record=record,
                                        progress=(lambda n: progress(n)) if progress else None)
     keys = [tuple(sorted(v)) for v in variants]
     try:
@@ -246,13 +284,20 @@ def evaluate_variants(
     except Exception as exc:  # noqa: BLE001 - any tracing failure falls back to the naive path
         warnings.warn(f"torch.fx cannot split this model ({exc}); evaluating naively",
                       stacklevel=2)
-        return evaluate_variants_naive(model, loader, variants, device)
-    by_group: dict[tuple[str, ...], list[tuple[int, Variant]]] = {}
-    for i, (key, v) in enumerate(zip(keys, variants, strict=True)):
-        by_group.setdefault(key, []).append((i, v))
-    baseline = _Acc()
-    accs = [_Acc() for _ in variants]
+        return evaluate_variants_naive(model, loader, variants, device, record=record)
+    record = record or stop is not None
+    active = set(range(len(variants)))
+    baseline = _Acc(record)
+    accs = [_Acc(record) for _ in variants]
     tick = (lambda: progress(1)) if progress else None
     for x, y in batches(loader, device):
+        by_group: dict[tuple[str, ...], list[tuple[int, Variant]]] = {}
+        for i in sorted(active):
+            by_group.setdefault(keys[i], []).append((i, variants[i]))
         engine.batch(x, y, baseline, by_group, accs, tick)
+        if stop is not None and active:
+            base = torch.cat(baseline.hits).numpy()
+            for i in list(active):
+                if stop.stops(base, torch.cat(accs[i].hits).numpy()):
+                    active.discard(i)
     return baseline.result(), [a.result() for a in accs]

@@ -6,8 +6,18 @@ selected layer holding a cut along that cut at once (scope ``all-layers``), and
 evaluates the model. The result is the sweep dataset of DESIGN.md: one row per
 trial along ``trial`` with coordinates ``scope``, ``layer`` (the layer, or the
 ``,``-joined layers of an all-layers trial), ``cuts`` (the cut, or the ``;``-joined
-cuts of an all-cuts trial) and ``keep``; select trial kinds by ``scope`` (the views
-of :mod:`corranalysis.linkage`).
+cuts of an all-cuts trial), ``keep`` and ``truncation`` (``svd``, or ``data-aware``:
+single-layer trials on the cut ``out|rest`` that minimise the output error); select
+trial kinds by ``scope`` (the views of :mod:`corranalysis.linkage`).
+
+Every trial also gets its *output error* ‖(W̃ − W) ⋆ X‖² / ‖W ⋆ X‖² on the layers'
+inputs over the evaluation data (exact, from each layer's input Gram, one extra
+data pass for the whole sweep), and the per-image correctness of its predictions
+(``correct(trial, image)``), so accuracies and tolerances get bootstrap intervals.
+With ``stop_drop=δ`` a trial whose accuracy drop is certain to exceed δ points
+(:class:`corranalysis.runtime.StopRule`) is evaluated no further: its accuracy is then
+measured on the first ``n_images`` images only (``stopped`` is true); every other
+trial is bit-identical to the naive path.
 
 Trials run in chunks; each chunk is one batch-major pass over the data
 (:mod:`corranalysis.evaluation`) so a trial that changes one layer never
@@ -21,6 +31,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import shutil
 import threading
 import uuid
@@ -36,7 +47,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..devices import resolve_device
-from ..errors import InputError
+from ..errors import InputError, check_opt
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
 from ..kernels import (
     CUT_MODES,
@@ -48,19 +59,25 @@ from ..kernels import (
 )
 from ..provenance import provenance
 from ..runtime import (
+    StopRule,
     check_data_fits,
     check_weights,
     evaluate_variants,
+    gram_supported,
+    input_grams,
     load_trained,
     model_sha256,
+    output_error,
 )
 from ..truncation import (
+    TRUNCATIONS,
     KeepLike,
     KeepSpec,
     Plan,
     PlanEntry,
     TruncationMetrics,
     cut_dims,
+    entry_gram,
     layout_of,
     parse_cuts,
     parse_keeps,
@@ -71,8 +88,8 @@ PLAN_MODES = ("layer", "all-cuts", "all-layers")
 DEFAULT_FRACS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.4, 0.3, 0.25, 0.2, 0.15, 0.1, 0.07, 0.05,
                  0.03, 0.02, 0.01, 0.005, 0.002, 0.001, 0.0005)
 DEFAULT_LOSSES = (0.001, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.3, 0.5)
-VARIABLES = ("accuracy", "loss", "norm_loss", "rel_error", "fidelity", "chi",
-             "params_factorized", "params_dense", "n_layers")
+VARIABLES = ("accuracy", "loss", "norm_loss", "output_error", "rel_error", "fidelity", "chi",
+             "params_factorized", "params_dense", "n_layers", "n_images", "stopped")
 # Bytes of truncated kernels one chunk may hold (the variants evaluated in one data pass).
 CHUNK_BYTES = 256 * 2**20
 
@@ -94,7 +111,7 @@ class TrialSpec:
 
     ``scope``: ``layer``, ``all-cuts`` or ``all-layers``; ``layer``: the layer, or the
     ``,``-joined layers of an all-layers trial; ``cuts``: the cut, or the ``;``-joined
-    cuts of an all-cuts trial.
+    cuts of an all-cuts trial; ``truncation``: ``svd`` or ``data-aware``.
     """
 
     scope: str
@@ -102,10 +119,12 @@ class TrialSpec:
     cuts: str
     keep: str
     plan: Plan
+    truncation: str = "svd"
 
     def as_dict(self) -> dict[str, Any]:
         return {"scope": self.scope, "layer": self.layer, "cuts": self.cuts,
-                "keep": self.keep, "plan": self.plan.as_dict()}
+                "keep": self.keep, "truncation": self.truncation,
+                "plan": self.plan.as_dict()}
 
 
 def _as_modes(plans: str | Sequence[str]) -> list[str]:
@@ -128,15 +147,22 @@ def build_trials(
     plans: str | Sequence[str] = ("layer",),
     kinds: str | Sequence[str] | None = None,
     legs: LegsSpec = "natural",
+    truncations: str | Sequence[str] = ("svd",),
 ) -> list[TrialSpec]:
     """The grid of trials: validated layers × cuts × keeps for each plan mode.
 
     ``cuts``: ``"all"``/``"contiguous"`` (each layer's own cuts) or labels; a label
     is used on the layers it fits and must fit at least one. ``keeps``: keep specs
-    or None for :func:`default_keeps`. Raises InputError for unknown layers, cuts,
-    out-of-range keep specs (``chi`` above a cut's χ_max) or plan modes.
+    or None for :func:`default_keeps`. ``truncations``: ``svd`` and/or ``data-aware``
+    (the latter adds single-layer trials on each layer's ``out|rest`` cut, where the
+    layer has an input Gram and the cut is among the sweep's). Raises InputError for
+    unknown layers, cuts, out-of-range keep specs (``chi`` above a cut's χ_max) or
+    plan modes.
     """
     modes = _as_modes(plans)
+    hows = [truncations] if isinstance(truncations, str) else list(truncations)
+    for how in hows:
+        check_opt("truncation", how, TRUNCATIONS)
     chosen = select_layers(model, layers, kinds)
     layer_cuts: dict[str, list[str]] = {}
     chi_max: dict[tuple[str, str], int] = {}
@@ -189,6 +215,27 @@ def build_trials(
             for k in keep_list:
                 plan = Plan({n: PlanEntry((label,), (k,), legs, transposed[n]) for n in holders})
                 trials.append(TrialSpec("all-layers", ",".join(holders), label, k.label, plan))
+    if "data-aware" in hows:
+        modules = dict(chosen)
+        aware = []
+        for name in names:
+            layout = layout_of(tuple(modules[name].weight.shape), legs,
+                               transposed=transposed[name])
+            out_legs = [n for n in layout.names if n.split(".")[0] == "out"]
+            label = f"{','.join(out_legs)}|{','.join(n for n in layout.names if n not in out_legs)}"
+            if transposed[name] or not gram_supported(modules[name]) or (
+                    label not in layer_cuts[name]):
+                continue
+            aware.append(name)
+            for k in keep_list:
+                trials.append(TrialSpec("layer", name, label, k.label, Plan({name: PlanEntry(
+                    (label,), (k,), legs, False, "data-aware")}), "data-aware"))
+        if not aware:
+            raise InputError("truncations: data-aware trials need a Linear, Conv1d or Conv2d "
+                             "layer (one group) whose cut out|rest is among the sweep's cuts; "
+                             "none of the selected layers has one")
+    if "svd" not in hows:
+        trials = [t for t in trials if t.truncation != "svd"]
     return trials
 
 
@@ -311,15 +358,17 @@ def _matrix_signature(shape: Sequence[int], entry: PlanEntry,
     convolution are one ``out|in`` matrix) matricise to the same array, so they
     give the same kernel bit for bit and are evaluated once."""
     layout = layout_of(shape, entry.legs, transposed=entry.transposed)
-    return [[layout.squeezed(cut.left), chi]
+    return [entry.truncation] + [[layout.squeezed(cut.left), chi]
             for cut, chi in zip(parse_cuts(list(metrics.cuts), layout), metrics.chi,
                                 strict=True)]
 
 
-def _aggregate(metrics: Mapping[str, TruncationMetrics]) -> dict[str, float]:
+def _aggregate(metrics: Mapping[str, TruncationMetrics],
+               errors: Mapping[str, float]) -> dict[str, float]:
     ms = list(metrics.values())
     return {
         "norm_loss": float(np.mean([m.norm_loss for m in ms])),
+        "output_error": float(np.mean(list(errors.values()))),
         "rel_error": float(np.mean([m.rel_error for m in ms])),
         "fidelity": float(np.mean([m.fidelity for m in ms])),
         "chi": int(min(min(m.chi) for m in ms)),
@@ -333,12 +382,19 @@ def run_chunk(
     source: Source, trials: Sequence[TrialSpec], indices: Sequence[int],
     device: str = "auto", method: str = "fast", num_threads: int | None = None,
     progress: Callable[[int], None] | None = None,
+    grams: Mapping[str, torch.Tensor] | None = None,
+    calibration: Mapping[str, torch.Tensor] | None = None,
+    stop: StopRule | None = None,
 ) -> dict[str, Any]:
     """Truncate and evaluate the trials ``indices`` in one data pass; a record per trial.
 
-    Identical truncations (same layers, cuts and resolved χ) are evaluated once; a
-    trial that changes nothing (χ = χ_max everywhere) reports the baseline.
+    Identical truncations (same layers, cuts, truncation and resolved χ) are evaluated
+    once; a trial that changes nothing (χ = χ_max everywhere) reports the baseline.
+    ``grams``: input Grams of the evaluation data (output errors; NaN for a layer
+    without one); ``calibration``: those the data-aware truncations use (default
+    ``grams``); ``stop``: the early-stopping rule.
     """
+    calibration = grams if calibration is None else calibration
     with _LOCK:
         if num_threads:
             torch.set_num_threads(num_threads)
@@ -355,14 +411,21 @@ def run_chunk(
             trial = trials[i]
             weights: dict[str, torch.Tensor] = {}
             metrics: dict[str, TruncationMetrics] = {}
+            errors: dict[str, float] = {}
             caches = _svd_caches(trial, modules, digests)
             for name, entry in trial.plan.items():
-                w, m = truncate(modules[name].weight.detach(), entry.cuts, entry.keeps,
-                                entry.legs, transposed=entry.transposed,
+                dense = modules[name].weight.detach()
+                w, m = truncate(dense, entry.cuts, entry.keeps, entry.legs,
+                                transposed=entry.transposed,
+                                gram=entry_gram(name, entry, calibration),
                                 _svd_cache=caches[name])
                 metrics[name] = m
-                if any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True)):
+                changed = any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True))
+                if changed:
                     weights[name] = w
+                gram = None if grams is None else grams.get(name)
+                errors[name] = (0.0 if not changed else float("nan") if gram is None
+                                else output_error(dense, w, gram, entry.transposed))
             sig = json.dumps({n: _matrix_signature(modules[n].weight.shape,
                                                    trial.plan.entries[n], metrics[n])
                               for n in weights}, sort_keys=True)
@@ -374,27 +437,36 @@ def run_chunk(
                 signature_to_variant[sig] = len(variants)
                 which.append(len(variants))
                 variants.append(weights)
-            records.append({"index": i, **_aggregate(metrics)})
-        baseline, results = evaluate_variants(model, data, variants, dev, method=method)
+            records.append({"index": i, **_aggregate(metrics, errors)})
+        baseline, results = evaluate_variants(model, data, variants, dev, method=method,
+                                              record=True, stop=stop)
         for rec, w in zip(records, which, strict=True):
             r = baseline if w is None else results[w]
             rec["accuracy"], rec["loss"] = r.accuracy, r.loss
+            rec["n_images"], rec["stopped"] = r.n, r.n < baseline.n
+            correct = np.full(baseline.n, -1, dtype=np.int8)
+            correct[:r.n] = r.correct
+            rec["correct"] = correct
         if progress:
             progress(len(indices))
         return {"baseline_accuracy": baseline.accuracy, "baseline_loss": baseline.loss,
-                "n_samples": baseline.n, "records": records}
+                "n_samples": baseline.n, "baseline_correct": baseline.correct.astype(np.int8),
+                "records": records}
 
 
 def _part_dataset(part: Mapping[str, Any], trials: Sequence[TrialSpec]) -> xr.Dataset:
     recs = part["records"]
     idx = [r["index"] for r in recs]
     data = {v: ("trial", np.array([r[v] for r in recs])) for v in VARIABLES}
+    data["correct"] = (("trial", "image"), np.stack([r["correct"] for r in recs]))
+    data["baseline_correct"] = ("image", np.asarray(part["baseline_correct"], dtype=np.int8))
     ds = xr.Dataset(data, coords={
         "trial": idx,
         "scope": ("trial", [trials[i].scope for i in idx]),
         "layer": ("trial", [trials[i].layer for i in idx]),
         "cuts": ("trial", [trials[i].cuts for i in idx]),
         "keep": ("trial", [trials[i].keep for i in idx]),
+        "truncation": ("trial", [trials[i].truncation for i in idx]),
     })
     ds["plan"] = ("trial", [json.dumps(trials[i].plan.as_dict()) for i in idx])
     ds.attrs.update(baseline_accuracy=part["baseline_accuracy"],
@@ -406,6 +478,14 @@ _ATTRS = {
     "accuracy": ("test accuracy of the truncated model", "fraction"),
     "loss": ("mean cross-entropy loss of the truncated model", "nat"),
     "norm_loss": ("norm loss 1 - |W~|^2/|W|^2 (mean over the trial's layers)", "1"),
+    "output_error": ("output error |(W~ - W) * X|^2 / |W * X|^2 on the layers' inputs over "
+                     "the evaluation data (mean over the trial's layers)", "1"),
+    "n_images": ("test images the trial was evaluated on (fewer when stopped early)", "1"),
+    "stopped": ("whether the trial stopped early, its accuracy drop already certain", "1"),
+    "correct": ("per test image: 1 classified correctly, 0 wrong, -1 not evaluated "
+                "(stopped early)", "1"),
+    "baseline_correct": ("per test image: 1 if the untruncated model classifies it "
+                         "correctly", "1"),
     "rel_error": ("relative error |W - W~|/|W| (mean over the trial's layers)", "1"),
     "fidelity": ("fidelity <W,W~>/(|W||W~|) (mean over the trial's layers)", "1"),
     "chi": ("kept singular values (smallest over the trial's layers and cuts)", "1"),
@@ -420,12 +500,17 @@ _COORD_ATTRS = {
     "layer": "the truncated layer (all-layers: the layers, comma-separated)",
     "cuts": "the truncated cut (all-cuts: the cuts, semicolon-separated)",
     "keep": "keep spec of every truncated cut",
+    "truncation": "svd (best rank-chi kernel) or data-aware (least output error on the "
+                  "layer's inputs; cut out|rest)",
 }
 
 
 def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dataset:
     """The sweep dataset from chunk datasets (any order): sorted by trial, attrs set."""
-    ds = xr.concat(list(parts), dim="trial").sortby("trial")
+    ds = xr.concat([p.drop_vars("baseline_correct") for p in parts], dim="trial",
+                   data_vars="all", coords="different", compat="equals",
+                   join="exact").sortby("trial")
+    ds["baseline_correct"] = parts[0]["baseline_correct"]
     base = {float(p.attrs["baseline_accuracy"]) for p in parts}
     if len(base) != 1:
         raise RuntimeError(f"chunks disagree on the baseline accuracy: {sorted(base)}")
@@ -435,7 +520,8 @@ def merge_parts(parts: Sequence[xr.Dataset], attrs: Mapping[str, Any]) -> xr.Dat
         ds[name].attrs = {"long_name": long_name}
     ds.attrs = {"baseline_accuracy": float(parts[0].attrs["baseline_accuracy"]),
                 "baseline_loss": float(parts[0].attrs["baseline_loss"]),
-                "n_samples": int(parts[0].attrs["n_samples"]), **attrs}
+                "n_samples": int(parts[0].attrs["n_samples"]),
+                "n_test": int(parts[0].attrs["n_samples"]), **attrs}
     return ds
 
 
@@ -460,6 +546,9 @@ def sweep(
     plans: str | Sequence[str] = ("layer",),
     kinds: str | Sequence[str] | None = None,
     legs: LegsSpec = "natural",
+    truncations: str | Sequence[str] = ("svd",),
+    calibration: Iterable | None = None,
+    stop_drop: float | None = None,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -475,10 +564,17 @@ def sweep(
 
     ``model``: a module whose selected layers have kernels; ``data``: an iterable of
     ``(x, y)`` batches (a DataLoader; its order is the evaluation order). Returns the
-    sweep dataset (dim ``trial``; coordinates ``scope``, ``layer``, ``cuts``, ``keep``;
-    variables accuracy (fraction), loss, norm_loss, rel_error, fidelity, chi,
-    params_factorized, params_dense, n_layers, plan; attrs ``baseline_accuracy`` and
-    provenance).
+    sweep dataset (dims ``trial``, ``image``; coordinates ``scope``, ``layer``, ``cuts``,
+    ``keep``, ``truncation``; variables accuracy (fraction), loss, norm_loss,
+    output_error, rel_error, fidelity, chi, params_factorized, params_dense, n_layers,
+    n_images, stopped, plan, ``correct(trial, image)``, ``baseline_correct(image)``;
+    attrs ``baseline_accuracy``, ``n_test`` and provenance).
+
+    ``truncations``: ``svd`` and/or ``data-aware`` (see :func:`build_trials`);
+    ``calibration``: batches whose input Grams the data-aware truncation uses (default:
+    the evaluation data; pass training images to keep the evaluation images unseen);
+    ``stop_drop``: stop a trial once its accuracy drop exceeds this many points beyond
+    three standard errors (:class:`corranalysis.runtime.StopRule`; fast method only).
 
     ``out``: write the dataset there (atomically), with finished chunks kept in
     ``<out>.parts/`` meanwhile; ``resume=True`` continues from them; an existing ``out`` that
@@ -486,12 +582,20 @@ def sweep(
     ``scheduler``: evaluate chunks on a Dask LocalCluster of N processes / an
     existing cluster. ``method="naive"`` re-evaluates the whole network per trial.
     """
-    if method not in ("fast", "naive"):
-        raise InputError(f"method {method!r} is unknown; valid: fast, naive")
+    check_opt("method", method, ("fast", "naive"))
+    stop = None
+    if stop_drop is not None:
+        if not (isinstance(stop_drop, (int, float)) and math.isfinite(stop_drop)
+                and stop_drop >= 0):
+            raise InputError(f"stop_drop={stop_drop!r}: give an accuracy drop in percentage "
+                             "points >= 0, or None to evaluate every trial on every image")
+        if method != "fast":
+            raise InputError("stop_drop: early stopping needs method='fast'")
+        stop = StopRule(float(stop_drop))
     dev = resolve_device(device)
     out_path = (check_output_path(out, overwrite=overwrite or resume)
                 if out is not None else None)
-    trials = build_trials(model, layers, cuts, keeps, plans, kinds, legs)
+    trials = build_trials(model, layers, cuts, keeps, plans, kinds, legs, truncations)
     modules = dict(model.named_modules())
     check_weights({name: modules[name].weight.detach()
                    for name in dict.fromkeys(n for t in trials for n in t.plan.entries)}, "model")
@@ -503,6 +607,9 @@ def sweep(
     keep_labels = [k.label for k in parse_keeps(keeps) or []] or "default"
     conf = {"layers": layers, "cuts": cuts, "keeps": keep_labels,
             "plans": plans, "kinds": kinds, "legs": legs, "method": method,
+            "truncations": truncations, "stop_drop": stop_drop,
+            "calibration": "evaluation data" if calibration is None else
+            f"{_n_samples(calibration)} separate images",
             **(dict(config) if config else {})}
     fingerprint = hashlib.sha256(json.dumps({
         "trials": [t.as_dict() for t in trials], "chunks": chunks,
@@ -538,6 +645,14 @@ def sweep(
                         "n_chunks": len(chunks)}, manifest)
 
     todo = [c for c in range(len(chunks)) if c not in done]
+    grams = calib = None
+    if todo:
+        swept = list(dict.fromkeys(n for t in trials for n in t.plan.entries))
+        grams = input_grams(model, data, swept, dev)
+        aware = list(dict.fromkeys(n for t in trials for n in t.plan.entries
+                                   if t.truncation == "data-aware"))
+        if calibration is not None and aware:
+            calib = input_grams(model, calibration, aware, dev)
     bar = None
     if progress:
         bar = tqdm(total=len(trials), unit="trial", desc="sweep",
@@ -555,10 +670,11 @@ def sweep(
     try:
         if workers is None and scheduler is None:
             for c in todo:
-                finished(c, run_chunk(source, trials, chunks[c], device_name, method))
+                finished(c, run_chunk(source, trials, chunks[c], device_name, method,
+                                      grams=grams, calibration=calib, stop=stop))
         else:
             _run_distributed(source, trials, chunks, todo, device_name, method, workers,
-                             scheduler, finished)
+                             scheduler, finished, (grams, calib, stop))
     except BaseException:
         if created and not done:  # nothing finished: leave no partial output behind
             shutil.rmtree(parts_dir, ignore_errors=True)
@@ -579,7 +695,8 @@ def sweep(
 
 def _run_distributed(source: Source, trials: Sequence[TrialSpec], chunks: Sequence[list[int]],
                      todo: Sequence[int], device: str, method: str, workers: int | None,
-                     scheduler: str | None, finished: Callable[[int, Mapping], None]) -> None:
+                     scheduler: str | None, finished: Callable[[int, Mapping], None],
+                     extra: tuple = (None, None, None)) -> None:
     from distributed import Client, LocalCluster, as_completed
 
     cluster = None
@@ -597,8 +714,12 @@ def _run_distributed(source: Source, trials: Sequence[TrialSpec], chunks: Sequen
     try:
         src = client.scatter(source, broadcast=True, hash=False)
         trial_list = client.scatter(list(trials), broadcast=True, hash=False)
+        grams, calib, stop = extra
+        grams_f = client.scatter(grams, broadcast=True, hash=False)
+        calib_f = client.scatter(calib, broadcast=True, hash=False)
         futures = {client.submit(run_chunk, src, trial_list, chunks[c], device, method,
-                                 threads, pure=False): c for c in todo}
+                                 threads, None, grams_f, calib_f, stop, pure=False): c
+                   for c in todo}
         for fut in as_completed(futures):
             finished(futures[fut], fut.result())
     finally:
