@@ -32,10 +32,11 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     **{name: (".truncation", name) for name in (
         "KeepSpec", "Plan", "apply_plan", "resolve_plan", "truncate", "truncated")},
     **{name: (".runtime", name) for name in (
-        "EvalResult", "Optim", "evaluate", "fit", "load_trained", "train")},
+        "EvalResult", "Optim", "StopRule", "evaluate", "fit", "input_grams", "load_trained",
+        "output_error", "train")},
     "build_trials": (".sweep", "build_trials"),
     "sweep": (".sweep", "sweep"),
-    "link": (".linkage", "link"),
+    **{name: (".linkage", name) for name in ("accuracy_ci", "across_seeds", "link")},
     "auto_plan": (".retrain", "auto_plan"),
     "retrain": (".retrain", "retrain"),
     "build_figures": (".report", "build_figures"),
@@ -99,14 +100,24 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         select_cuts,
         select_layers,
     )
-    from .linkage import link  # noqa: F401
+    from .linkage import accuracy_ci, across_seeds, link  # noqa: F401
     from .pipeline import load_run, run_study  # noqa: F401
     from .report import build_figures, build_report  # noqa: F401
     from .retrain import (
         auto_plan,  # noqa: F401
         retrain,  # noqa: F401, F811
     )
-    from .runtime import EvalResult, Optim, evaluate, fit, load_trained, train  # noqa: F401
+    from .runtime import (  # noqa: F401
+        EvalResult,
+        Optim,
+        StopRule,
+        evaluate,
+        fit,
+        input_grams,
+        load_trained,
+        output_error,
+        train,
+    )
     from .spectra import compute_spectra  # noqa: F401
     from .sweep import (
         build_trials,  # noqa: F401

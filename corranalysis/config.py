@@ -66,6 +66,14 @@ class SweepConfig(_Section):
     cuts: str | list[str] = "all"
     keeps: str | list[str] | None = None
     plans: list[Literal["layer", "all-cuts", "all-layers"]] = ["layer", "all-cuts", "all-layers"]
+    #: plain (``svd``) and/or ``data-aware`` truncations (the latter on each layer's out|rest)
+    truncations: list[Literal["svd", "data-aware"]] = ["svd", "data-aware"]
+    #: training images whose input Grams the data-aware truncation uses (None: the
+    #: evaluation images themselves)
+    calibration_size: PositiveInt | None = 2000
+    #: stop a trial once its drop exceeds this many points beyond 3 standard errors
+    #: (None: every trial on every image)
+    stop_drop: Annotated[float, Field(ge=0, le=100)] | None = None
     workers: PositiveInt | None = None
 
     @field_validator("keeps")
@@ -141,10 +149,16 @@ class StudyConfig(_Section):
     @field_validator("dataset")
     @classmethod
     def _known_dataset(cls, value: str) -> str:
+        """A built-in name (made canonical), or a spec of the user's own data whose folder,
+        file or factory module exists (nothing is read or run: see
+        :func:`corranalysis.data.resolve_name`)."""
         try:
             return resolve_name(value)
         except InputError as exc:
-            raise ValueError(f"unknown data set; valid: {', '.join(DATASETS)}") from exc
+            if value in DATASETS:  # a well-formed spec naming what is not there
+                raise ValueError(str(exc)) from exc
+            raise ValueError(f"unknown data set; valid: {', '.join(DATASETS)}, or your own: "
+                             "imagefolder:PATH, PATH.npz, package.module:factory") from exc
 
     @field_validator("model")
     @classmethod
@@ -160,6 +174,16 @@ class StudyConfig(_Section):
 
     def section(self, name: str) -> dict[str, Any]:
         return getattr(self, name).model_dump(mode="json")
+
+    def with_seed(self, seed: int) -> StudyConfig:
+        """The same study with another seed (training and test subset), in its own run
+        directory ``NAME_seedN`` (the configured seed keeps ``NAME``)."""
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise InputError(f"seed {seed!r}: give an integer >= 0")
+        if seed == self.seed:
+            return self
+        base = self.name.split("_seed")[0]
+        return self.model_copy(update={"seed": seed, "name": f"{base}_seed{seed}"})
 
 
 def _format_errors(path: str, exc: ValidationError) -> str:

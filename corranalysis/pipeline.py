@@ -204,10 +204,14 @@ class Study:
         if force:
             out.unlink(missing_ok=True)
             shutil.rmtree(self.run_dir / "sweep.nc.parts", ignore_errors=True)
-        trained = self.trained()
+        trained = self.trained(train_size=s.calibration_size)
+        calibration = (trained.train if s.calibration_size and "data-aware" in s.truncations
+                       else None)
         sweep(trained.model, trained.test, layers=s.layers, cuts=s.cuts, keeps=s.keeps,
-              device=self.config.device, plans=s.plans, kinds=s.kinds, out=out, resume=True,
-              workers=s.workers, progress=True, config=self.config.model_dump(mode="json"))
+              device=self.config.device, plans=s.plans, kinds=s.kinds,
+              truncations=s.truncations, calibration=calibration, stop_drop=s.stop_drop,
+              out=out, resume=True, workers=s.workers, progress=True,
+              config=self.config.model_dump(mode="json"))
 
     def stage_linkage(self, force: bool) -> None:
         ds = link(read_netcdf(self.run_dir / "sweep.nc"), read_netcdf(self.run_dir / "spectra.nc"),

@@ -8,6 +8,9 @@ Three modes, all on the runtime's one training loop (:func:`corranalysis.runtime
 * ``local``: like ``projected``, but the objective is each truncated layer's output error
   ‖W̃ ⋆ X − W ⋆ X‖² / ‖W ⋆ X‖² on the dense model's inputs X to that layer (summed over the
   layers), so each layer learns to reproduce the dense layer, not the labels.
+
+A plan may truncate data-aware (``truncation: data-aware``): its input Grams are taken
+from the dense model on :data:`GRAM_IMAGES` training images before truncating.
 """
 
 from __future__ import annotations
@@ -27,14 +30,16 @@ from .errors import InputError, check_opt
 from .io import read_netcdf
 from .linkage import accuracy_drop
 from .provenance import provenance
-from .runtime import Optim, evaluate, fit, model_sha256
-from .truncation import PlanLike, apply_plan, chi_plan, resolve_plan, truncate
+from .runtime import Optim, evaluate, fit, input_grams, model_sha256
+from .truncation import PlanLike, apply_plan, chi_plan, entry_gram, resolve_plan, truncate
 
 __all__ = ["MODES", "FINE_TUNE", "auto_plan", "plan_from_option", "retrain"]
 
 MODES = ("dense", "projected", "local")
 #: Re-training defaults: a tenth of the training learning rate, same schedule and warm-up.
 FINE_TUNE = Optim(lr=0.002)
+#: Training images whose input Grams a data-aware plan uses (about; whole batches).
+GRAM_IMAGES = 2048
 
 
 def auto_plan(sweep_ds: xr.Dataset, min_drop: float = 10.0) -> dict[str, Any]:
@@ -117,7 +122,13 @@ def retrain(
     resolved = resolve_plan(model, plan)
     baseline = evaluate(model, test_loader, dev)
     dense = copy.deepcopy(model).eval() if mode == "local" else None
-    metrics = apply_plan(model, resolved)
+    aware = [n for n, e in resolved.items() if e.truncation == "data-aware"]
+    grams = None
+    if aware:
+        size = getattr(train_loader, "batch_size", None) or 32
+        grams = input_grams(model, train_loader, aware, dev,
+                            max_batches=max(1, -(-GRAM_IMAGES // size)))
+    metrics = apply_plan(model, resolved, grams)
     fixed = chi_plan(resolved, metrics)
     layers = list(resolved.entries)
     mods = _layer_modules(model, layers)
@@ -128,15 +139,16 @@ def retrain(
         for n in layers:
             w = mods[n].weight.detach()
             e = fixed.entries[n]
-            losses.append(truncate(w, e.cuts, e.keeps, e.legs,
-                                   transposed=e.transposed).metrics.norm_loss)
+            losses.append(truncate(w, e.cuts, e.keeps, e.legs, transposed=e.transposed,
+                                   gram=entry_gram(n, e, grams)).metrics.norm_loss)
             drifts.append(float(torch.linalg.vector_norm(w - start[n])
                                 / torch.linalg.vector_norm(start[n]).clamp_min(1e-30)))
         return {"norm_loss": losses, "drift": drifts}
 
     done = fit(model, train_loader, optim=optim, epochs=epochs, test_data=test_loader,
                device=dev, seed=seed, on_epoch=structure, record_start=True,
-               after_step=None if mode == "dense" else (lambda net: apply_plan(net, fixed)),
+               after_step=None if mode == "dense" else (
+                   lambda net: apply_plan(net, fixed, grams)),
                loss_fn=_local_loss(dense, layers) if dense is not None else None,
                progress=progress, desc=f"retrain ({mode})")
     h = done.history
@@ -149,6 +161,10 @@ def retrain(
                      {"long_name": "test loss", "units": "nat"}),
             "train_loss": ("epoch", np.array(h["train_loss"]),
                            {"long_name": "mean training objective of the epoch"}),
+            "seconds": ("epoch", np.cumsum(np.nan_to_num(np.array(
+                h.get("epoch_seconds", [0.0] * len(h["epoch"])), dtype=float))),
+                        {"long_name": "wall time of re-training up to the epoch's end",
+                         "units": "s"}),
             "norm_loss": (("epoch", "layer"), np.array(h["norm_loss"]).reshape(-1, len(layers)),
                           {"long_name": "norm loss re-applying the plan at its chi would cause"}),
             "drift": (("epoch", "layer"), np.array(h["drift"]).reshape(-1, len(layers)),
@@ -161,6 +177,7 @@ def retrain(
     ds.attrs.update(provenance(mode=mode, plan=resolved.as_dict(), chi_plan=fixed.as_dict(),
                                optim=optim.as_dict(), seed=seed, device=str(dev)))
     ds.attrs["baseline_accuracy"] = baseline.accuracy
+    ds.attrs["n_test"] = baseline.n
     ds.attrs["truncated_accuracy"] = h["test_accuracy"][0]
     return ds
 

@@ -35,7 +35,7 @@ from corranalysis.sweep import sweep  # noqa: E402
 from corranalysis.tensorize.run import results_dataset  # noqa: E402
 
 STEMS = ("spectra", "entropy", "norm_loss", "accuracy_vs_norm_loss", "accuracy_vs_kept_fraction",
-         "combined_truncations", "tolerance", "recovery", "tensorize")
+         "combined_truncations", "tolerance", "depth", "recovery", "tensorize")
 KEEPS = "frac=1,frac=0.7,frac=0.5,frac=0.3,frac=0.15,frac=0.05,loss=0.05,loss=0.2"
 
 

@@ -60,6 +60,12 @@ def sweep_cmd(
     workers: int | None = typer.Option(None, help="Dask LocalCluster worker processes"),
     scheduler: str | None = typer.Option(None, help="address of an existing Dask scheduler"),
     method: str = typer.Option("fast", help="fast (batch-major) | naive"),
+    truncation: str = typer.Option("svd", help="svd | data-aware | svd,data-aware (data-aware: "
+                                   "least output error on each layer's out|rest cut)"),
+    calibration_size: int = typer.Option(2000, help="training images whose input Grams the "
+                                         "data-aware truncation uses"),
+    stop_drop: float | None = typer.Option(None, help="stop a trial once its accuracy drop "
+                                           "exceeds this many points beyond 3 standard errors"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
 ) -> None:
     """Truncate layers along cuts with keep specs and evaluate every trial on the test set."""
@@ -67,7 +73,7 @@ def sweep_cmd(
     from ..errors import InputError
     from ..io import check_output_path, read_netcdf
     from ..kernels import as_cuts
-    from ..runtime import run_record
+    from ..runtime import load_trained, run_record
     from ..sweep import CheckpointSource, sweep
 
     check_output_path(out, inputs=[checkpoint], overwrite=overwrite or resume)
@@ -84,11 +90,21 @@ def sweep_cmd(
     source = CheckpointSource(str(checkpoint), model, dataset, test_size, batch_size,
                               str(data_dir) if data_dir else None, seed,
                               "cpu" if (workers or scheduler) else dev)
+    truncations = [t.strip() for t in truncation.split(",") if t.strip()]
+    if calibration_size < 1:
+        raise InputError(f"--calibration-size {calibration_size}: must be >= 1")
     net, data = source.load()
+    calibration = None
+    if "data-aware" in truncations:
+        calibration = load_trained(checkpoint, model, dataset, train_size=calibration_size,
+                                   test_size=1, data_dir=data_dir, seed=seed,
+                                   device=dev).train
     config = {"checkpoint": str(checkpoint), "model": model, "dataset": dataset,
-              "test_size": test_size, "batch_size": batch_size, "seed": seed}
+              "test_size": test_size, "batch_size": batch_size, "seed": seed,
+              "calibration_size": calibration_size if calibration is not None else None}
     sweep(net, data, layers=layers, cuts=as_cuts(cuts), keeps=keeps, device=dev, plans=plans,
-          kinds=kinds, legs=legs, out=out, resume=resume, workers=workers, scheduler=scheduler,
+          kinds=kinds, legs=legs, truncations=truncations, calibration=calibration,
+          stop_drop=stop_drop, out=out, resume=resume, workers=workers, scheduler=scheduler,
           method=method, progress=progress, overwrite=overwrite,
           source=source if (workers or scheduler) else None, config=config)
     console.print(summary_table(read_netcdf(out)))

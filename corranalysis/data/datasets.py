@@ -1,4 +1,4 @@
-"""A data set split in memory (uint8 tensors, normalised on access) and its checksum."""
+"""A data set split in memory (uint8 or float tensors, normalised on access) and its checksum."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, Subset
 
 from ..errors import InputError
 from .augment import augment_batch
@@ -16,7 +16,8 @@ from .cifar import SPLITS as CIFAR_SPLITS
 from .cifar import read_cifar_split, read_members
 from .idx import IMAGES_MAGIC, LABELS_MAGIC, parse_idx, read_bytes
 from .locate import locate
-from .registry import IDX_NAMES, DatasetInfo, get_info
+from .registry import IDX_NAMES, DatasetInfo, Source, get_info, open_source
+from .spec import parse_spec
 
 SPLITS = ("train", "test")
 IDX_FILES = {"train": IDX_NAMES[:2], "test": IDX_NAMES[2:]}
@@ -36,9 +37,10 @@ def combine(digests: list[tuple[str, str]]) -> str:
 
 
 class ImageDataset(Dataset):
-    """One split held in memory as uint8 tensors, normalised on access.
+    """One split held in memory, normalised on access.
 
-    ``images`` uint8 ``(N, C, H, W)``; ``labels`` int64 ``(N,)``; ``info`` the
+    ``images`` uint8 ``(N, C, H, W)`` (pixels 0..255, scaled to [0, 1] before
+    normalising) or float32 (values as given); ``labels`` int64 ``(N,)``; ``info`` the
     :class:`DatasetInfo`; ``files`` the paths read; ``checksum`` the SHA-256 over the
     contents of the files read (gunzipped IDX, pickled CIFAR batches: a re-compressed
     or extracted copy of the same data has the same checksum). ``__getitem__`` gives
@@ -49,16 +51,18 @@ class ImageDataset(Dataset):
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, info: DatasetInfo,
                  files: list[Path] | None = None, checksum: str = "", augment: bool = False,
                  split: str = "train"):
-        if images.dtype != torch.uint8 or images.ndim != 4 or labels.shape != images.shape[:1]:
-            raise InputError(f"data set {info.name!r}: images must be uint8 (N, C, H, W) and "
-                             f"labels (N,); got {tuple(images.shape)} {images.dtype} and "
-                             f"{tuple(labels.shape)}")
+        if (images.dtype not in (torch.uint8, torch.float32) or images.ndim != 4
+                or labels.shape != images.shape[:1]):
+            raise InputError(f"data set {info.name!r}: images must be uint8 or float32 "
+                             f"(N, C, H, W) and labels (N,); got {tuple(images.shape)} "
+                             f"{images.dtype} and {tuple(labels.shape)}")
         self.images, self.labels, self.info = images, labels.long(), info
         self.files, self.checksum = list(files or []), checksum
         self.augment, self.split = augment, split
         self.mean = torch.tensor(info.mean, dtype=torch.float32).view(1, -1, 1, 1)
         self.std = torch.tensor(info.std, dtype=torch.float32).view(1, -1, 1, 1)
-        self._scale = 1.0 / (255.0 * self.std)  # (x / 255 − mean) / std = x · scale + shift
+        pixel = 255.0 if images.dtype == torch.uint8 else 1.0
+        self._scale = 1.0 / (pixel * self.std)  # (x / pixel − mean) / std = x · scale + shift
         self._shift = -self.mean / self.std
 
     def __len__(self) -> int:
@@ -69,9 +73,20 @@ class ImageDataset(Dataset):
                 f"shape={tuple(self.images.shape[1:])}, augment={self.augment})")
 
     def normalise(self, images: torch.Tensor) -> torch.Tensor:
-        """uint8 ``(B, C, H, W)`` in 0..255 → float32 ``(x / 255 − mean) / std``."""
+        """uint8 ``(B, C, H, W)`` in 0..255 → float32 ``(x / 255 − mean) / std``; float32
+        images → ``(x − mean) / std`` (a new tensor: ``images`` is never changed)."""
         scale, shift = self._scale.to(images.device), self._shift.to(images.device)
-        return images.float().mul_(scale).add_(shift)
+        if images.dtype == torch.uint8:
+            return images.float().mul_(scale).add_(shift)
+        return images.float() * scale + shift
+
+    def subset(self, pick: np.ndarray | None) -> ImageDataset:
+        """The images at the indices ``pick`` (None: self), as a data set of the same kind."""
+        if pick is None:
+            return self
+        index = torch.from_numpy(np.asarray(pick, dtype=np.int64))
+        return ImageDataset(self.images[index], self.labels[index], self.info, self.files,
+                            self.checksum, augment=self.augment, split=self.split)
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         x = self.images[i: i + 1] if i >= 0 else self.images[i:][:1]
@@ -135,10 +150,18 @@ def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike
     ``size`` takes a seeded random subset (the same for the same ``seed``, kept in
     file order). ``augment`` (default: the CIFAR training split) turns on random
     crop 32 with padding 4 and horizontal flips. Files are found as :func:`locate` says.
+
+    ``name`` may also be a spec of your own data (``imagefolder:PATH``, ``PATH.npz``,
+    ``package.module:factory``; see :mod:`corranalysis.data.sources`): its split is an
+    :class:`ImageDataset` (image folders, ``.npz``, a factory's test split) or the factory's
+    own training Dataset, checked.
     """
-    info = get_info(name)
     if split not in SPLITS:
         raise InputError(f"split {split!r} is unknown; valid: {', '.join(SPLITS)}")
+    spec = parse_spec(name)
+    if spec.kind != "builtin":
+        return source_split(open_source(spec), split, size, seed, augment)
+    info = get_info(name)
     where = locate(info.name, data_dir, download)
     files = _files(where, info, split)
     if isinstance(where, dict):
@@ -167,13 +190,33 @@ def load_dataset(name: str, split: str = "train", *, data_dir: str | os.PathLike
                         combine(digests), augment=augment, split=split)
 
 
+def source_split(source: Source, split: str, size: int | None, seed: int,
+                 augment: bool | None) -> Dataset:
+    """Split ``split`` of a loaded spec's data, subset and augmented as asked."""
+    data = source.train if split == "train" else source.test
+    pick = _subset(len(data), size, seed)
+    if isinstance(data, ImageDataset):
+        data = data.subset(pick)
+        if augment is not None and augment != data.augment:
+            data = ImageDataset(data.images, data.labels, data.info, data.files,
+                                data.checksum, augment=augment, split=data.split)
+        return data
+    if augment:
+        raise InputError(f"data set {source.info.name!r}: augment=True applies to images "
+                         "held in memory; augment in your factory's Dataset instead")
+    return data if pick is None else Subset(data, pick.tolist())
+
+
 def dataset_checksum(name: str, data_dir: str | os.PathLike | None = None) -> str:
     """SHA-256 identifying data set ``name`` as found (both splits, train then test).
 
     Computed over the file contents (gunzipped IDX, pickled CIFAR batches), so the
     official download, Debian's re-compressed copy and an extracted CIFAR folder agree.
     Never downloads; contents already read by :func:`load_dataset` are not re-read.
+    A spec of your own data gives the checksum of its source (loaded once per session).
     """
+    if parse_spec(name).kind != "builtin":
+        return open_source(name).checksum
     info = get_info(name)
     where = locate(info.name, data_dir, download_missing=False)
     if isinstance(where, dict):
@@ -183,7 +226,9 @@ def dataset_checksum(name: str, data_dir: str | os.PathLike | None = None) -> st
 
 def official_checksum(name: str) -> str | None:
     """The :func:`dataset_checksum` of the official files, where their contents are pinned
-    (Fashion-MNIST, MNIST); None otherwise."""
+    (Fashion-MNIST, MNIST); None otherwise (and for your own data)."""
+    if parse_spec(name).kind != "builtin":
+        return None
     info = get_info(name)
     if info.format != "idx":
         return None

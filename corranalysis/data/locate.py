@@ -9,6 +9,7 @@ from ..errors import InputError
 from .cifar import ARCHIVES, FOLDERS, batch_folder
 from .download import cache_dir, download
 from .registry import IDX_NAMES, DatasetInfo, get_info
+from .spec import check_spec, parse_spec
 
 ENV_DATA = "CORRANALYSIS_DATA"
 # Sub-folders also searched under each place (torchvision keeps IDX files in <Name>/raw).
@@ -78,8 +79,16 @@ def locate(name: str, data_dir: str | os.PathLike | None = None,
     ``$CORRANALYSIS_DATA``, Debian's ``/usr/share/datasets`` (Fashion-MNIST), the cache,
     and else downloading into the cache (when ``download_missing``).
 
-    Returns ``{IDX stem: path}`` (MNIST-like) or the CIFAR archive / batch folder path.
+    Returns ``{IDX stem: path}`` (MNIST-like) or the CIFAR archive / batch folder path; for
+    a spec of your own data, the folder or file it names (a factory has none: InputError).
     """
+    spec = parse_spec(name)
+    if spec.kind in ("imagefolder", "npz"):
+        check_spec(spec)
+        return spec.path
+    if spec.kind != "builtin":
+        raise InputError(f"data set {spec.text!r} is made by a factory; it has no files to "
+                         "locate")
     info = get_info(name)
     find = _idx_in if info.format == "idx" else _cifar_in
     searched = []

@@ -1,11 +1,16 @@
-"""The data sets corranalysis knows: shapes, classes, normalisation, official files."""
+"""The data sets corranalysis knows: shapes, classes, normalisation, official files; and the
+sources of the user's own data sets (image folders, ``.npz`` files, factories), which
+register here by kind (see :mod:`.spec`)."""
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
 from ..errors import InputError
+from .spec import SYNTAX, DataSpec, check_spec, parse_spec
 
 
 @dataclass(frozen=True)
@@ -31,7 +36,13 @@ class RemoteFile:
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """A data set: image shape ``(in_channels, image_size, image_size)``, classes, mean/std."""
+    """A data set: image shape ``(in_channels, image_size, image_size)``, classes, mean/std.
+
+    ``mean``/``std`` are per channel, of pixels scaled to [0, 1] for uint8 images (of the
+    values as given for float images). ``format`` says where it comes from (``idx``,
+    ``cifar10``, ``cifar100``, ``imagefolder``, ``npz``, ``factory``, ``datasets``);
+    ``classes`` names the classes where the data names them (an image folder's sub-folders).
+    """
 
     name: str
     in_channels: int
@@ -44,6 +55,40 @@ class DatasetInfo:
     test_count: int = 0
     files: tuple[RemoteFile, ...] = ()
     debian_dir: str | None = None
+    classes: tuple[str, ...] = ()
+
+
+@dataclass
+class Source:
+    """A data set that is not built in, loaded and checked: its :class:`DatasetInfo`, both
+    splits (torch Datasets of ``(x float32 (C, H, W), int label)``), the SHA-256 identifying
+    its contents, and the files read."""
+
+    info: DatasetInfo
+    train: Any
+    test: Any
+    checksum: str
+    files: tuple[Any, ...] = field(default=())
+
+
+#: Openers of data sets that are not built in, by spec kind (``imagefolder``, ``npz``,
+#: ``factory``): ``opener(spec) -> Source``. Registered by :mod:`.sources`.
+_SOURCES: dict[str, Callable[[DataSpec], Source]] = {}
+
+
+def register_source(kind: str, opener: Callable[[DataSpec], Source]) -> None:
+    """Register ``opener`` as the way to load data sets of spec kind ``kind``."""
+    _SOURCES[kind] = opener
+
+
+def open_source(spec: str | DataSpec) -> Source:
+    """The loaded, checked :class:`Source` of a spec that is not a built-in name."""
+    parsed = spec if isinstance(spec, DataSpec) else parse_spec(spec)
+    if parsed.kind not in _SOURCES:
+        raise InputError(f"data set {parsed.text!r} is not a spec of your own data; "
+                         f"expected {SYNTAX}")
+    check_spec(parsed)
+    return _SOURCES[parsed.kind](parsed)
 
 
 _FASHION = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"
@@ -72,10 +117,20 @@ def _norm(name: object) -> str:
 _ALIASES = {"fmnist": "fashion-mnist"}
 
 
+def _spec_kind(key: object) -> str:
+    try:
+        return parse_spec(key).kind
+    except InputError:
+        return "invalid"
+
+
 class _Registry(dict):
     """A dict of data sets whose lookups (``in``, ``[]``, ``get``) forgive case and ``-``/``_``.
 
-    Iteration, ``keys()`` and ``repr`` show the canonical names only.
+    Iteration, ``keys()`` and ``repr`` show the built-in data sets only; ``in`` is also
+    true for any well-formed spec of the user's own data (``imagefolder:PATH``,
+    ``PATH.npz``, ``package.module:factory``: what can be loaded, judged by its syntax),
+    and ``[]`` loads such a data set to give its :class:`DatasetInfo`.
     """
 
     def canonical(self, name: object) -> str | None:
@@ -85,12 +140,17 @@ class _Registry(dict):
 
     def __missing__(self, key: object) -> DatasetInfo:
         canonical = self.canonical(key)
-        if canonical is None:
-            raise KeyError(key)
-        return dict.__getitem__(self, canonical)
+        if canonical is not None:
+            return dict.__getitem__(self, canonical)
+        if _spec_kind(key) in _SOURCES:
+            return open_source(key).info  # type: ignore[arg-type]
+        raise KeyError(key)
 
     def __contains__(self, key: object) -> bool:
-        return dict.__contains__(self, key) or self.canonical(key) is not None
+        if not isinstance(key, str):
+            return False
+        return (dict.__contains__(self, key) or self.canonical(key) is not None
+                or _spec_kind(key) in _SOURCES)
 
     def get(self, key, default=None):  # type: ignore[override]
         return self[key] if key in self else default
@@ -142,13 +202,25 @@ DATASETS: dict[str, DatasetInfo] = _Registry({
 
 
 def resolve_name(name: str) -> str:
-    """The canonical name of data set ``name`` (forgiving case, ``-``/``_``, ``cifar-10``)."""
-    canonical = _Registry.canonical(DATASETS, name)  # type: ignore[arg-type]
+    """The canonical name of data set ``name`` (forgiving case, ``-``/``_``, ``cifar-10``), or
+    the spec of the user's own data set as written, once what it names is seen to exist
+    (the folder or file; the factory's module is found, not run)."""
+    spec = parse_spec(name)
+    if spec.kind != "builtin":
+        check_spec(spec)
+        return spec.text
+    canonical = _Registry.canonical(DATASETS, spec.target)  # type: ignore[arg-type]
     if canonical is None:
-        raise InputError(f"data set {name!r} is unknown; valid: {', '.join(DATASETS)}")
+        hint = (f" ({spec.target!r} is a folder: for one sub-folder of images per class, "
+                f"give 'imagefolder:{spec.target}')" if spec.path.is_dir() else "")
+        raise InputError(f"data set {name!r} is unknown{hint}; valid: {', '.join(DATASETS)}, "
+                         f"or your own: {SYNTAX.partition(', ')[2]}")
     return canonical
 
 
 def get_info(name: str) -> DatasetInfo:
-    """The :class:`DatasetInfo` of data set ``name``."""
+    """The :class:`DatasetInfo` of data set ``name`` (a spec of your own data is loaded)."""
+    spec = parse_spec(name)
+    if spec.kind != "builtin":
+        return open_source(spec).info
     return dict.__getitem__(DATASETS, resolve_name(name))

@@ -37,7 +37,8 @@ ALL_CUTS_STYLE = {"color": ALL_COLOR, "ls": "-", "marker": "o"}
 LINESTYLES = ("-", "--", ":", "-.")
 MARKERS = ("o", "s", "^", "D", "v", "P", "X", "*")
 MODE_STYLE = {"dense": {"color": sns.color_palette(PALETTE)[0], "marker": "o", "ls": "-"},
-              "projected": {"color": sns.color_palette(PALETTE)[3], "marker": "s", "ls": "--"}}
+              "projected": {"color": sns.color_palette(PALETTE)[3], "marker": "s", "ls": "--"},
+              "local": {"color": sns.color_palette(PALETTE)[2], "marker": "^", "ls": ":"}}
 _RC = {"axes.titlesize": 8, "axes.labelsize": 8, "xtick.labelsize": 7, "ytick.labelsize": 7,
        "legend.fontsize": 7, "legend.title_fontsize": 7, "font.size": 8,
        "lines.linewidth": 1.2, "lines.markersize": 3.5, "pdf.fonttype": 42,
@@ -455,18 +456,24 @@ def tolerance_figure(linkage: xr.Dataset, palette: Mapping[str, dict] | None = N
 
 @styled
 def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
-    """(a) test accuracy per epoch of re-training, one line per mode (dense / projected);
-    (b) drift of the truncated kernels from the truncated start."""
+    """(a) test accuracy per epoch of re-training, one line per mode (dense / projected /
+    local); (b) the same against wall time, where recorded; (c) drift of the truncated
+    kernels from the truncated start."""
     modes = ([str(m) for m in recovery["mode"].values] if "mode" in recovery.dims
              else [str(recovery.attrs.get("mode", "dense"))])
-    fig, (a, b) = plt.subplots(1, 2, figsize=(width, 2.6 if width > 5 else 1.9),
-                               layout="constrained")
+    timed = "seconds" in recovery
+    fig, axes = plt.subplots(1, 3 if timed else 2, figsize=(width, 2.6 if width > 5 else 1.9),
+                             layout="constrained")
+    a, b = axes[0], axes[-1]
     base = recovery.attrs.get("baseline_accuracy")
     for mode in modes:
         part = recovery.sel(mode=mode) if "mode" in recovery.dims else recovery
         st = MODE_STYLE.get(mode, {"color": ALL_COLOR, "marker": "^", "ls": "-."})
         epochs = part["epoch"].values
         a.plot(epochs, 100 * part["accuracy"].values, label=mode, **st)
+        if timed:
+            axes[1].plot(part["seconds"].values, 100 * part["accuracy"].values, label=mode,
+                         **st)
         if "drift" in part:
             drift = part["drift"].values
             b.plot(epochs, drift.mean(axis=-1) if drift.ndim > 1 else drift, label=mode, **st)
@@ -478,11 +485,88 @@ def recovery_figure(recovery: xr.Dataset, width: float = TWO_COLUMNS) -> Figure:
     a.set_ylabel("test accuracy (%)")
     a.set_title("(a) recovery")
     a.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
+    if timed:
+        axes[1].set_xlabel("wall time of re-training (s)")
+        axes[1].set_ylabel("test accuracy (%)")
+        axes[1].set_title("(b) recovery against time")
+        if base is not None:
+            _baseline(axes[1], float(base))
     b.set_xlabel("epoch of re-training")
     b.set_ylabel(r"drift $\|W_e - \tilde W_0\| / \|\tilde W_0\|$ (1)")
-    b.set_title("(b) drift from the truncated kernels")
+    b.set_title(f"({'c' if timed else 'b'}) drift from the truncated kernels")
     b.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     b.legend(loc="best")
+    return fig
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def layer_role(name: str, first: str) -> str:
+    """``first`` (the network's first layer), ``shortcut`` (a 1×1 shortcut convolution) or
+    ``layer``: what the depth figure marks."""
+    if name == first:
+        return "first"
+    return "shortcut" if any(k in name for k in ("downsample", "shortcut")) else "layer"
+
+
+_ROLE_MARKERS = {"first": "*", "shortcut": "D", "layer": "o"}
+
+
+@styled
+def depth_figure(links: Mapping[str, xr.Dataset], width: float = TWO_COLUMNS) -> Figure:
+    """Tolerated norm loss (top) and tolerated output error (bottom) against relative depth,
+    one column per model (``links``: name → :func:`corranalysis.link` output), over the
+    distinct non-trivial cuts; bars span the censored interval [last passing, first
+    failing) of the norm loss; the first layer (star) and shortcut convolutions
+    (diamond) are marked."""
+    names = list(links)
+    cuts = list(dict.fromkeys(str(c) for ln in links.values() for c in ln["cut"].values))
+    pal = cut_colors(cuts)
+    fig, axes = plt.subplots(2, len(names), figsize=(width, 4.6), layout="constrained",
+                             sharey="row", squeeze=False)
+    for col, name in enumerate(names):
+        ln = links[name]
+        layers = [str(n) for n in ln["layer"].values]
+        rel = np.arange(len(layers)) / max(1, len(layers) - 1)
+        distinct = ln["distinct"].values if "distinct" in ln else np.ones(
+            (len(layers), ln.sizes["cut"]), bool)
+        for row, var in enumerate(("tolerated_norm_loss", "tolerated_output_error")):
+            ax = axes[row, col]
+            if var not in ln or not np.isfinite(ln[var].values).any():
+                _empty(ax, f"no {var.replace('_', ' ')}")
+                continue
+            values = ln[var].transpose("layer", "cut").values
+            for j, cut in enumerate(str(c) for c in ln["cut"].values):
+                st = pal[cut]
+                for i, layer in enumerate(layers):
+                    if not distinct[i, j] or not np.isfinite(values[i, j]):
+                        continue
+                    role = layer_role(layer, layers[0])
+                    y = values[i, j]
+                    if row == 0 and "tolerated_norm_loss_high" in ln:
+                        hi = float(ln["tolerated_norm_loss_high"].values[i, j])
+                        ax.plot([rel[i], rel[i]], [y, hi], color=st["color"], lw=0.6,
+                                alpha=0.5, zorder=1)
+                    ax.scatter(rel[i], y, color=st["color"], marker=_ROLE_MARKERS[role],
+                               s=40 if role == "first" else 14,
+                               edgecolor="k" if role != "layer" else "none", lw=0.5, zorder=3)
+            med = [np.nanmedian(np.where(distinct[i], values[i], np.nan))
+                   if np.isfinite(np.where(distinct[i], values[i], np.nan)).any() else np.nan
+                   for i in range(len(layers))]
+            ax.plot(rel, med, color="0.3", lw=1, zorder=2)
+            ax.set_xlabel("relative depth (first layer 0, last 1)")
+            if col == 0:
+                ax.set_ylabel("tolerated norm loss" if row == 0 else "tolerated output error")
+            delta = float(ln.attrs.get("delta_points", 1.0))
+            ax.set_title(f"{'ab'[row]}{col + 1}) {name}: drop ≤ {delta:g} pt")
+    handles = [Line2D([], [], color=pal[c]["color"], marker=pal[c]["marker"], ls="", label=c)
+               for c in cuts]
+    handles += [Line2D([], [], color="0.5", marker=_ROLE_MARKERS[r], ls="", markeredgecolor="k",
+                       label=lab) for r, lab in (("first", "first layer"),
+                                                 ("shortcut", "1×1 shortcut"))]
+    handles.append(Line2D([], [], color="0.3", label="median over cuts"))
+    fig.legend(handles=handles, loc="outside right center", fontsize=6)
     return fig
 
 
@@ -604,6 +688,8 @@ def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None
     if "linkage" in datasets:
         makers.append(("tolerance", lambda: tolerance_figure(datasets["linkage"], pal,
                                                              width=two)))
+        makers.append(("depth", lambda: depth_figure({"this model": datasets["linkage"]},
+                                                     width=one if width else ONE_COLUMN)))
     if "recovery" in datasets:
         makers.append(("recovery", lambda: recovery_figure(datasets["recovery"], width=two)))
     if "tensorize" in datasets and sw is not None:
@@ -629,7 +715,8 @@ def save_figure(fig: Figure, stem: str | object, formats: Sequence[str] = ("png"
 
 __all__ = [
     "ALL_CUTS_STYLE", "ONE_COLUMN", "TWO_COLUMNS", "accuracy_vs_kept_fraction",
-    "accuracy_vs_norm_loss", "combined_truncations", "cut_colors", "entropy_heatmap",
+    "accuracy_vs_norm_loss", "combined_truncations", "cut_colors", "depth_figure",
+    "entropy_heatmap", "layer_role",
     "figure_makers", "layer_colors", "norm_loss_figure", "recovery_figure", "save_figure",
     "spectra_figure", "style", "tensorize_figure", "tolerance_figure", "training_figure",
 ]

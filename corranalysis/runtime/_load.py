@@ -2,9 +2,14 @@
 
 The model is named by a registry name or ``package.module:factory`` (default: the ``model`` of
 the ``run.json`` beside the checkpoint) and sized for its data: the data set's channels,
-classes and image size; without a data set, the ``run.json`` beside the checkpoint, else the
-checkpoint's own first and last kernels. The checkpoint is fitted strictly (every missing,
-unexpected or misshapen key is named) and the data is checked to fit the model's input.
+classes and image size; without a data set (or with evaluation data only), the ``run.json``
+beside the checkpoint, else the checkpoint's own first and last kernels. The checkpoint is
+fitted strictly (every missing, unexpected or misshapen key is named) and the data is checked
+to fit the model's input.
+
+The data is whatever :func:`corranalysis.data.as_loaders` takes: a built-in name, a spec of
+your own data (``imagefolder:PATH``, ``PATH.npz``, ``package.module:factory``), a torch
+Dataset or DataLoader (evaluation data), or a ``(train, test)`` pair of them.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..data import DATASETS, make_loaders
+from ..data import DATASETS, as_loaders, make_loaders, resolve_name
 from ..devices import resolve_device
 from ..errors import InputError
 from ..kernels import check_finite, check_fits, load_state_dict
@@ -36,9 +41,12 @@ __all__ = ["Trained", "check_data_fits", "check_weights", "load_trained", "model
 class Trained:
     """A trained model (eval mode, on ``device``) with its data.
 
-    ``train``/``test`` are loaders of ``(x, y)`` batches (None when no data set was asked for);
-    ``info`` has ``in_channels``, ``num_classes``, ``image_size`` (and ``name`` for a built-in
-    data set); ``record`` is the ``run.json`` beside the checkpoint, if any.
+    ``train``/``test`` are loaders of ``(x, y)`` batches (None when no data set was asked for;
+    ``train`` is None for evaluation data alone); ``info`` has ``in_channels``,
+    ``num_classes``, ``image_size`` (and ``name``, ``mean``, ``std`` … where the data gives
+    a :class:`~corranalysis.data.DatasetInfo`); ``dataset`` is the name or spec, or a
+    description of data given as objects; ``record`` is the ``run.json`` beside the
+    checkpoint, if any.
     """
 
     model: nn.Module
@@ -96,6 +104,23 @@ def model_sha256(model: nn.Module) -> str:
     return h.hexdigest()
 
 
+def _dataset_label(dataset: Any, info: Any) -> str | None:
+    """What ``Trained.dataset`` records: the name or spec as given, else a description."""
+    if dataset is None or isinstance(dataset, str):
+        return dataset
+    name = getattr(info, "name", None)
+    return str(name) if name else f"given {type(dataset).__name__}"
+
+
+def _check_labels(test: Iterable, num_classes: int, what: str) -> None:
+    """InputError when in-memory evaluation labels reach beyond the model's classes."""
+    labels = getattr(getattr(test, "dataset", None), "labels", None)
+    if isinstance(labels, torch.Tensor) and len(labels) and int(labels.max()) >= num_classes:
+        raise InputError(f"{what}: labels run to {int(labels.max())}, but the model has "
+                         f"{num_classes} classes (0..{num_classes - 1}); give data of the "
+                         "model's classes")
+
+
 def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
                     what: str = "data") -> None:
     """InputError when the first batch of ``data`` does not fit ``model``'s input."""
@@ -117,7 +142,7 @@ def check_data_fits(model: nn.Module, data: Iterable, device: torch.device,
 def load_trained(
     checkpoint: str | os.PathLike | Mapping[str, torch.Tensor],
     model: str | nn.Module | None = None,
-    dataset: str | None = None,
+    dataset: Any = None,
     *,
     loaders: tuple[Iterable, Iterable, Any] | None = None,
     batch_size: int | None = None,
@@ -134,10 +159,14 @@ def load_trained(
 
     ``model``/``dataset`` default to those in the ``run.json`` beside the checkpoint;
     ``dataset=None`` with no run.json, or ``with_data=False``, gives the model alone.
-    ``loaders=(train, test, info)`` replace :func:`corranalysis.data.make_loaders`
+    ``dataset``: a built-in name, a spec of your own data (``imagefolder:PATH``,
+    ``PATH.npz``, ``package.module:factory``), a torch Dataset or DataLoader of ``(x, y)``
+    (evaluation data: ``train`` is None, the model is sized from run.json or the checkpoint),
+    or a ``(train, test)`` pair of Datasets or of DataLoaders (see
+    :func:`corranalysis.data.as_loaders`). ``loaders=(train, test, info)`` replace all that
     (``info``: ``in_channels``, ``num_classes``, optionally ``image_size``). InputError for
     a missing or unreadable checkpoint, an unknown model or data set, a checkpoint that does
-    not fit the model, or data that does not fit its input.
+    not fit the model, or data that does not fit its input or its classes.
     """
     is_path = not isinstance(checkpoint, Mapping)
     source = str(checkpoint) if is_path else "state_dict"
@@ -150,34 +179,58 @@ def load_trained(
                          "it names the model")
     if loaders is None and dataset is None and with_data:
         dataset = record.get("dataset")
-    if loaders is None and dataset is not None and dataset not in DATASETS:
+    if loaders is None and isinstance(dataset, str) and with_data \
+            and dataset not in DATASETS:  # a spec is "in": its files are checked on loading
+        resolve_name(dataset)  # raises, naming the valid names and spec forms
         raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
     state = load_state_dict(checkpoint) if is_path else dict(checkpoint)
     dev = resolve_device(device)
-    train = test = None
+    train = test = info = None
     if loaders is not None:
         train, test, info = loaders
     elif dataset is not None and with_data:
-        train, test, info = make_loaders(
+        train, test, info = (make_loaders if isinstance(dataset, str) else as_loaders)(
             dataset, batch_size=batch_size or BATCH_SIZE, eval_batch_size=eval_batch_size,
             data_dir=data_dir, train_size=train_size, test_size=test_size, seed=seed,
             device=str(dev), download=download)
-    elif {"in_channels", "num_classes"} <= set(record):
-        info = SimpleNamespace(in_channels=int(record["in_channels"]),
-                               num_classes=int(record["num_classes"]),
-                               image_size=record.get("image_size"))
-    else:
-        in_channels, num_classes = _dims_of(state, source)
-        info = SimpleNamespace(in_channels=in_channels, num_classes=num_classes,
-                               image_size=None)
-    net = resolve_model(model, int(info.in_channels), int(info.num_classes),
-                        image_size=getattr(info, "image_size", None))
+    label = _dataset_label(dataset, info)
+    what = f"data set {label or 'given'!r}"
+    sizes = info
+    if info is None or (loaders is None and train is None and test is not None):
+        # no data, or evaluation data alone: size the model as it was trained
+        if {"in_channels", "num_classes"} <= set(record):
+            sizes = SimpleNamespace(in_channels=int(record["in_channels"]),
+                                    num_classes=int(record["num_classes"]),
+                                    image_size=record.get("image_size"))
+        else:
+            in_channels, num_classes = _dims_of(state, source)
+            sizes = SimpleNamespace(in_channels=in_channels, num_classes=num_classes,
+                                    image_size=None)
+        if sizes.image_size is None and test is not None:
+            sizes.image_size = (getattr(info, "image_size", None)
+                                or _first_image_size(test, what))
+        if label is not None:
+            sizes.name = label
+        info = sizes
+    net = resolve_model(model, int(sizes.in_channels), int(sizes.num_classes),
+                        image_size=getattr(sizes, "image_size", None))
     check_weights(state, f"checkpoint {source!r}")
     check_fits(net, state, source)
     net.load_state_dict(state, strict=True)
     net.to(dev).eval()
     if test is not None:
-        check_data_fits(net, test, dev, what=f"data set {dataset or 'given'!r}")
+        check_data_fits(net, test, dev, what=what)
+        _check_labels(test, int(sizes.num_classes), what)
     name = model if isinstance(model, str) else type(model).__name__
     return Trained(net, train, test, info, dev, Path(checkpoint) if is_path else None,
-                   name, dataset, record)
+                   name, label, record)
+
+
+def _first_image_size(data: Iterable, what: str) -> int | None:
+    """The side of the first batch's images (None when they are not square images)."""
+    try:
+        x = next(iter(data))[0]
+    except StopIteration:
+        raise InputError(f"{what} is empty; give at least one sample") from None
+    shape = tuple(getattr(x, "shape", ()))
+    return int(shape[-1]) if len(shape) == 4 and shape[-1] == shape[-2] else None
