@@ -91,7 +91,8 @@ def test_nan_kernels_in_weight_files_name_the_layer(tmp_path, suffix):
 
 # --------------------------------------------------------------------------- files
 @pytest.mark.parametrize("name,what", [("model.pt", "checkpoint"), ("k.npz", ".npz file"),
-                                       ("k.safetensors", ".safetensors file")])
+                                       ("k.safetensors", ".safetensors file"),
+                                       ("m.onnx", "ONNX file")])
 def test_an_empty_file_cannot_be_read_because_it_is_empty(tmp_path, name, what):
     (tmp_path / name).write_bytes(b"")
     with pytest.raises(InputError, match=f"{what} .* cannot be read: the file is empty$"):

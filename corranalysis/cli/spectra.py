@@ -19,8 +19,9 @@ def summary_table(spectra):
     from rich.table import Table
 
     table = Table(title="spectra", show_lines=False)
-    # full layer names, never cut short: folded in a narrow terminal (see _print_table)
-    table.add_column("layer", overflow="fold")
+    # full layer names, never cut short: folded in a narrow terminal, and printed at the
+    # width they need into a pipe or file (see _print_table)
+    table.add_column("layer", no_wrap=True, overflow="fold")
     for col in ("kind", "shape", "cuts", "entropy min", "entropy max",
                 "min eff.rank/chi_max"):
         table.add_column(col, justify="left" if col in ("kind", "shape") else "right")
@@ -51,11 +52,13 @@ def _print_table(table) -> None:
 
 @app.command()
 def spectra(
-    source: Path = typer.Argument(..., help="checkpoint (.pt), .safetensors or .npz"),
+    source: Path = typer.Argument(..., help="weight file: checkpoint (.pt), "
+                                ".safetensors, .npz or .onnx"),
     out: Path = typer.Option(..., "--out", "-o", help="netCDF file to write"),
     model: str | None = typer.Option(None, help="registry name or package.module:factory"),
     layers: str | None = typer.Option(None, help="glob(s) on layer names, comma-separated"),
-    kinds: str | None = typer.Option(None, help="layer kinds, e.g. conv2d,linear"),
+    kinds: str | None = typer.Option(None, help="layer kinds, e.g. conv2d,linear "
+                                         "(also embedding, conv_transpose2d, ...)"),
     legs: str = typer.Option("natural", help="natural | prime | binary"),
     cuts: list[str] = typer.Option(["all"], help="all | contiguous | a cut label (repeat "
                                    "or separate with ';'), e.g. 'out,kh|in,kw'"),

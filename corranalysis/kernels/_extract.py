@@ -2,15 +2,23 @@
 
 Each layer becomes a node named by its module path (``features.0``) holding a
 ``weight`` DataArray whose dims are the kernel's natural legs (``out, in, kh, kw``;
-``in, out, kh, kw`` for a transposed convolution, as stored) and attrs describing the
-layer (module type, stride, padding, dilation, groups, n_params, depth). Nodes are in
-forward order. A kernel shared by several layers (tied weights) is one node.
+``in, out, kh, kw`` for a transposed convolution, as stored; ``token, dim`` for an
+embedding table) and attrs describing the layer (module type, stride, padding, dilation,
+groups, n_params, depth). Nodes are in forward order. A kernel shared by several layers
+(tied weights) is one node.
+
+Every source gives the same layer names (module paths, never with a ``.weight`` suffix),
+kinds and order: a model's own when one is given; else the file's own order where it has
+one (a state dict's insertion order, an ``.npz``'s, an ONNX graph's node order); else the
+names in natural order (``layer.2`` before ``layer.10``, :func:`natural_key`), as for a
+``.safetensors`` file, whose header is sorted.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import os
+import re
 from collections.abc import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -19,8 +27,9 @@ import xarray as xr
 from torch import nn
 
 from ..errors import InputError
+from ..provenance import file_sha256
 from ._legs import natural_legs
-from ._readers import load_into, read_arrays
+from ._readers import WeightFile, load_into, read_arrays
 
 KIND_OF_MODULE: dict[type, str] = {
     nn.Linear: "linear",
@@ -30,18 +39,41 @@ KIND_OF_MODULE: dict[type, str] = {
     nn.ConvTranspose1d: "conv_transpose1d",
     nn.ConvTranspose2d: "conv_transpose2d",
     nn.ConvTranspose3d: "conv_transpose3d",
+    nn.Embedding: "embedding",
+    nn.EmbeddingBag: "embedding",
 }
 #: the kind of a bare array (no module to tell a transposed convolution) by its number of dims
 KIND_OF_NDIM = {2: "linear", 3: "conv1d", 4: "conv2d", 5: "conv3d"}
-KINDS = tuple(KIND_OF_MODULE.values())
+KINDS = tuple(dict.fromkeys(KIND_OF_MODULE.values()))
 #: kinds whose kernel is stored ``(in, out/groups, *spatial)``
 TRANSPOSED_KINDS = ("conv_transpose1d", "conv_transpose2d", "conv_transpose3d")
 Source = nn.Module | str | os.PathLike | Mapping[str, object]
 
 
+def natural_key(name: str) -> tuple:
+    """Sort key of a layer name in natural order: runs of digits compare as numbers, so
+    ``layer.2`` < ``layer.10``.
+
+    >>> sorted(["layer.10", "layer.2", "embed"], key=natural_key)
+    ['embed', 'layer.2', 'layer.10']
+    """
+    parts = re.split(r"(\d+)", name)  # text, number, text, ...: positions keep their type
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts))
+
+
+def array_kind(name: str, ndim: int) -> str:
+    """The kind of a bare array named ``name`` (no module to tell): an ``embedding`` when it
+    has 2 dims and the last part of its name says so (``word_embeddings``, ``embed_tokens``),
+    else by its number of dims (``linear``, ``conv1d``, ``conv2d``, ``conv3d``). A transposed
+    convolution cannot be told from its array: give the model, or an ONNX file."""
+    if ndim == 2 and "embed" in name.rsplit(".", 1)[-1].lower():
+        return "embedding"
+    return KIND_OF_NDIM.get(ndim, f"conv{ndim - 2}d")
+
+
 def module_kind(module: nn.Module) -> str | None:
-    """The kind of a layer (``conv2d``, ``conv_transpose2d``, ``linear``, ...) or None if it
-    has no kernel."""
+    """The kind of a layer (``conv2d``, ``conv_transpose2d``, ``linear``, ``embedding``, ...)
+    or None if it has no kernel."""
     for cls, kind in KIND_OF_MODULE.items():
         if isinstance(module, cls):
             return kind
@@ -52,14 +84,15 @@ def module_legs(module: nn.Module) -> tuple[str, ...]:
     """The natural legs of a layer's kernel ``module.weight``, in stored order.
 
     ``(out, in, kh, kw)`` for a Conv2d, ``(out, in)`` for a Linear, ``(in, out, kh, kw)``
-    for a ConvTranspose2d (its weight is ``(in, out/groups, kh, kw)``). Use it, not the
-    number of dims, wherever a module's kernel is cut, so cut labels name the right legs.
+    for a ConvTranspose2d (its weight is ``(in, out/groups, kh, kw)``), ``(token, dim)`` for
+    an Embedding (its weight is ``(num_embeddings, embedding_dim)``). Use it, not the number
+    of dims, wherever a module's kernel is cut, so cut labels name the right legs.
     """
     kind = module_kind(module)
     if kind is None:
         raise InputError(f"module {type(module).__name__} has no kernel; layers with kernels: "
                          + ", ".join(cls.__name__ for cls in KIND_OF_MODULE))
-    return natural_legs(module.weight.dim(), transposed=kind in TRANSPOSED_KINDS)
+    return natural_legs(module.weight.dim(), kind=kind)
 
 
 def _as_patterns(layers: str | Sequence[str] | None) -> list[str] | None:
@@ -230,11 +263,12 @@ def _as_float64(weight) -> np.ndarray:
 
 def _node(name: str, weight: np.ndarray, depth: int, attrs: dict, *,
           legs: tuple[str, ...] | None = None, kind: str | None = None) -> xr.Dataset:
-    legs = legs or natural_legs(weight.ndim)
+    kind = kind or array_kind(name, weight.ndim)
+    legs = legs or natural_legs(weight.ndim, kind=kind)
     da = xr.DataArray(weight, dims=legs)
     base = {
         "layer": name,
-        "kind": kind or KIND_OF_NDIM.get(weight.ndim, f"conv{weight.ndim - 2}d"),
+        "kind": kind,
         "shape": list(weight.shape),
         "n_params": int(weight.size),
         "depth": depth,
@@ -257,7 +291,7 @@ def kernels_from_module(
     kinds: str | Sequence[str] | None = None,
     example_input: torch.Tensor | None = None,
 ) -> xr.DataTree:
-    """Kernels of a ``torch.nn.Module``'s Linear/Conv layers (float64 copies)."""
+    """Kernels of a ``torch.nn.Module``'s Linear/Conv/Embedding layers (float64 copies)."""
     nodes = {}
     for depth, (name, module) in enumerate(select_layers(model, layers, kinds, example_input)):
         check_kernel(name, module.weight)
@@ -274,53 +308,98 @@ def kernels_from_module(
     return _tree(nodes, {"source": type(model).__name__})
 
 
+def _no_kernels(arrays: Mapping[str, object], source: str, state_dict: bool) -> InputError:
+    shown = [f"{k!r} {tuple(getattr(v, 'shape', ()))}" for k, v in list(arrays.items())[:5]]
+    more = f" and {len(arrays) - 5} more" if len(arrays) > 5 else ""
+    which = "an entry named *.weight with" if state_dict else "an array with"
+    return InputError(
+        f"{source} has no kernels among its arrays ({', '.join(shown) or 'none'}{more}): a "
+        f"kernel is {which} at least 2 dims (out, in[, spatial...]); save the weights of the "
+        "model's Linear, Conv or Embedding layers"
+    )
+
+
+def _file_layers(arrays: Mapping[str, object], source: str,
+                 state_dict: bool | None) -> list[tuple[str, object, str, dict]]:
+    """(name, array, kind, attrs) of the kernels among ``arrays``, in their order."""
+    if state_dict is None:
+        state_dict = any(key.endswith(".weight") for key in arrays)
+    out: list[tuple[str, object, str, dict]] = []
+    shared: set[tuple] = set()
+    for key, value in arrays.items():
+        arr = value if isinstance(value, torch.Tensor) else np.asarray(value)
+        if arr.ndim < 2 or (state_dict and not key.endswith("weight")):
+            continue  # biases, norms, buffers; in a state dict also non-weight parameters
+        if isinstance(arr, torch.Tensor) and arr.numel():  # tied weights: listed once
+            storage = (arr.untyped_storage().data_ptr(), arr.storage_offset(),
+                       tuple(arr.shape), arr.stride(), arr.dtype)
+            if storage in shared:
+                continue
+            shared.add(storage)
+        name = key.removesuffix(".weight")
+        out.append((name, arr, array_kind(name, arr.ndim), {}))
+    if not out:
+        raise _no_kernels(arrays, source, state_dict)
+    return out
+
+
+def _kernels_tree(found: Sequence[tuple[str, object, str, dict]],
+                  layers: str | Sequence[str] | None, kinds: str | Sequence[str] | None,
+                  source: str, ordered: bool) -> xr.DataTree:
+    if not ordered:
+        found = sorted(found, key=lambda item: natural_key(item[0]))
+    by_name = {name: (arr, kind, attrs) for name, arr, kind, attrs in found}
+    chosen = filter_names([(n, by_name[n][1]) for n in by_name], layers, kinds, what=source)
+    nodes = {}
+    for depth, name in enumerate(chosen):
+        arr, kind, extra = by_name[name]
+        check_kernel(name, arr, source)
+        attrs = {"module_type": "unknown", "dtype": str(arr.dtype).removeprefix("torch."),
+                 "groups": 1, **extra}
+        nodes[name] = _node(name, _as_float64(arr), depth, attrs, kind=kind)
+    return _tree(nodes, {"source": source})
+
+
 def kernels_from_arrays(
     arrays: Mapping[str, object],
     layers: str | Sequence[str] | None = None,
     kinds: str | Sequence[str] | None = None,
     source: str = "arrays",
-    state_dict: bool = True,
+    state_dict: bool | None = None,
+    *,
+    ordered: bool = True,
 ) -> xr.DataTree:
     """Kernels of a mapping of arrays (a state_dict, ``.npz`` or ``.safetensors`` content).
 
-    In a state_dict (``state_dict=True``) only ``*.weight`` entries with >= 2 dims count,
-    and layer names drop the ``.weight`` suffix, and a tensor stored under several keys (tied
-    weights) counts once, under its first key; otherwise every array is a kernel and must
-    have >= 2 dims. The kind follows the number of dims. The selected arrays must be real,
-    floating point, non-empty and finite (:func:`check_kernel`).
+    Arrays with fewer than 2 dims (biases, norms) are skipped. In a state_dict
+    (``state_dict=True``, or ``None`` and some key ends in ``.weight``) only ``*weight``
+    entries count, and a tensor stored under several keys (tied weights) counts once, under
+    its first key; otherwise every array of >= 2 dims is a kernel. Layer names drop the
+    ``.weight`` suffix. The kind follows the number of dims, or the name for an embedding
+    (:func:`array_kind`). Layers keep the mapping's order, or sort naturally when
+    ``ordered=False`` (:func:`natural_key`). The selected arrays must be real, floating point,
+    non-empty and finite (:func:`check_kernel`); InputError naming ``source`` when there is
+    no kernel at all.
     """
-    named: dict[str, object] = {}
-    shared: set[tuple] = set()
-    for key, value in arrays.items():
-        arr = value if isinstance(value, torch.Tensor) else np.asarray(value)
-        if state_dict:
-            if not key.endswith("weight") or arr.ndim < 2:
-                continue
-            name = key[: -len(".weight")] if key.endswith(".weight") else key
-            if isinstance(arr, torch.Tensor) and arr.numel():  # tied weights: listed once
-                storage = (arr.untyped_storage().data_ptr(), arr.storage_offset(),
-                           tuple(arr.shape), arr.stride(), arr.dtype)
-                if storage in shared:
-                    continue
-                shared.add(storage)
-        else:
-            name = key
-            if arr.ndim < 2:
-                raise InputError(
-                    f"array {key!r} in {source} has shape {tuple(arr.shape)}: a kernel needs "
-                    "at least 2 dims (out, in[, spatial...])"
-                )
-        named[name] = arr
-    pairs = [(n, KIND_OF_NDIM.get(a.ndim, "other")) for n, a in named.items()]
-    chosen = filter_names(pairs, layers, kinds, what=source)
-    nodes = {}
-    for depth, name in enumerate(chosen):
-        arr = named[name]
-        check_kernel(name, arr, source)
-        attrs = {"module_type": "unknown", "dtype": str(arr.dtype).removeprefix("torch."),
-                 "groups": 1}
-        nodes[name] = _node(name, _as_float64(arr), depth, attrs)
-    return _tree(nodes, {"source": source})
+    return _kernels_tree(_file_layers(arrays, source, state_dict), layers, kinds, source,
+                         ordered)
+
+
+def kernels_from_file(
+    weights: WeightFile,
+    layers: str | Sequence[str] | None = None,
+    kinds: str | Sequence[str] | None = None,
+    source: str = "file",
+) -> xr.DataTree:
+    """Kernels of a read weight file (:func:`~corranalysis.kernels.read_arrays`): the layers
+    it declares (ONNX: kinds and attributes from its nodes, in node order), else its arrays as
+    :func:`kernels_from_arrays` reads them, in the file's order or natural order."""
+    if weights.layers is None:
+        found = _file_layers(weights.arrays, source, None)
+    else:
+        found = [(layer.name, weights.arrays[layer.key], layer.kind, layer.attrs)
+                 for layer in weights.layers]
+    return _kernels_tree(found, layers, kinds, source, weights.ordered)
 
 
 def extract_kernels(
@@ -335,32 +414,46 @@ def extract_kernels(
     Parameters
     ----------
     source
-        A ``torch.nn.Module``; a checkpoint path (``.pt``/``.pth``/``.ckpt``, a
-        state_dict or ``{"state_dict": ...}``, loaded with ``weights_only=True``);
-        a ``.safetensors`` file; a ``.npz`` of arrays; or a mapping of arrays.
+        A ``torch.nn.Module``; a checkpoint path (``.pt``/``.pth``/``.ckpt``, a state_dict
+        or a training checkpoint holding one under ``state_dict`` / ``model_state_dict`` /
+        ``model``, loaded with ``weights_only=True``); a ``.safetensors`` file; a ``.npz`` of
+        arrays (a state dict or bare kernels); an ``.onnx`` file (its Conv, ConvTranspose,
+        Gemm, MatMul and Gather weights, read without running the graph); or a mapping of
+        arrays.
     model
-        Optional module to load a checkpoint/mapping into first, so layer types,
-        strides and paddings are known (keys and shapes must fit).
+        Optional module to load the file's or mapping's state dict into first (keys and
+        shapes must fit), so layer kinds, order, strides and paddings are the model's.
     layers, kinds
-        Glob(s) on layer names (``"features.*"`` or a list) and kinds
-        (``conv2d``, ``linear``, ...) to select.
+        Glob(s) on layer names (``"features.*"`` or a list) and kinds (``conv2d``,
+        ``linear``, ``embedding``, ``conv_transpose2d``, ...) to select.
     example_input
         A batch to trace the forward order of a module's layers.
+
+    Returns
+    -------
+    xarray.DataTree
+        A node per layer; its attrs name the ``source``, the ``layers`` in order and, for a
+        file, ``source_sha256`` (the SHA-256 of the file's bytes).
+
+    Layer names never keep a ``.weight`` suffix and are the same in every format; the order
+    is the model's, else the file's own (state dict, ``.npz``, ONNX node order), else natural
+    order of the names (``.safetensors``).
     """
     if isinstance(source, nn.Module):
         return kernels_from_module(source, layers, kinds, example_input)
     if isinstance(source, Mapping):
-        arrays, name, is_sd = source, "arrays", True
+        weights, name, sha = WeightFile(dict(source)), "arrays", ""
     else:
-        arrays, is_sd = read_arrays(source)
-        name = str(source)
+        weights, name = read_arrays(source), str(source)
+        sha = file_sha256(source)
     if model is not None:
-        load_into(model, {k: torch.as_tensor(np.asarray(v)) if not isinstance(v, torch.Tensor)
-                          else v for k, v in arrays.items()})
+        load_into(model, weights, source=name if sha else "")
         tree = kernels_from_module(model, layers, kinds, example_input)
         tree.attrs["source"] = name
-        return tree
-    return kernels_from_arrays(arrays, layers, kinds, source=name, state_dict=is_sd)
+    else:
+        tree = kernels_from_file(weights, layers, kinds, source=name)
+    tree.attrs["source_sha256"] = sha
+    return tree
 
 
 def kernel_items(kernels: xr.DataTree) -> list[tuple[str, xr.Dataset]]:

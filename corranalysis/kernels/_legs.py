@@ -3,7 +3,8 @@
 A kernel's *natural* legs are ``out, in`` (Linear) followed by its spatial legs
 (``k`` for Conv1d; ``kh, kw`` for Conv2d; ``kd, kh, kw`` for Conv3d). A transposed
 convolution stores its kernel as ``(in, out/groups, *spatial)``: its legs are named for
-what they are, in stored order (``in, out, kh, kw``). Fine-graining
+what they are, in stored order (``in, out, kh, kw``). An embedding's table
+``(num_embeddings, embedding_dim)`` has the legs ``token, dim``. Fine-graining
 splits a leg of size ``n`` into factor legs ``leg.0, leg.1, ...`` whose sizes
 multiply to ``n`` (row-major, ``leg.0`` most significant), exposing more cuts.
 """
@@ -19,14 +20,28 @@ LegsSpec = str | Mapping[str, Sequence[int]]
 LEG_MODES = ("natural", "prime", "binary")
 
 SPATIAL_LEGS = {1: ("k",), 2: ("kh", "kw"), 3: ("kd", "kh", "kw")}
+#: legs of an embedding table ``(num_embeddings, embedding_dim)``: a row per token
+EMBEDDING_LEGS = ("token", "dim")
 
 
-def natural_legs(ndim: int, *, transposed: bool = False) -> tuple[str, ...]:
+def natural_legs(ndim: int, *, transposed: bool = False,
+                 kind: str | None = None) -> tuple[str, ...]:
     """Natural leg names of a kernel with ``ndim`` dims, in stored order: ``out, in`` then
     spatial legs; ``in, out`` then spatial legs for a transposed convolution
-    (``transposed=True``, whose weight is ``(in, out/groups, *spatial)``)."""
+    (``transposed=True``, or a ``kind`` ``conv_transpose*``, whose weight is
+    ``(in, out/groups, *spatial)``); ``token, dim`` for an embedding table
+    (``kind="embedding"``, ``(num_embeddings, embedding_dim)``).
+
+    >>> natural_legs(4), natural_legs(2, kind="embedding")
+    (('out', 'in', 'kh', 'kw'), ('token', 'dim'))
+    """
     if ndim < 2:
         raise InputError(f"a kernel needs at least 2 dims (out, in), got {ndim}")
+    if kind == "embedding":
+        if ndim != 2:
+            raise InputError(f"an embedding table has 2 dims (token, dim), got {ndim}")
+        return EMBEDDING_LEGS
+    transposed = transposed or (kind or "").startswith("conv_transpose")
     channels = ("in", "out") if transposed else ("out", "in")
     if ndim == 2:
         return channels
