@@ -44,6 +44,7 @@ _EXPORTS: dict[str, tuple[str, str]] = {
     "load_config": (".config", "load_config"),
     "run_study": (".pipeline", "run_study"),
     "load_run": (".pipeline", "load_run"),
+    "open_run": (".pipeline", "open_run"),
     "load": (".io", "read_netcdf"),
     "save": (".io", "write_netcdf"),
 }
@@ -101,7 +102,7 @@ if TYPE_CHECKING:  # for type checkers and IDEs: the same names, imported eagerl
         select_layers,
     )
     from .linkage import accuracy_ci, across_seeds, link  # noqa: F401
-    from .pipeline import load_run, run_study  # noqa: F401
+    from .pipeline import load_run, open_run, run_study  # noqa: F401
     from .report import build_figures, build_report  # noqa: F401
     from .retrain import (
         auto_plan,  # noqa: F401

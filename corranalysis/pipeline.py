@@ -8,7 +8,9 @@ without retraining. ``force`` redoes the named stages (and, through the hashes,
 whatever depends on a changed output).
 
 :func:`load_run` reads a run directory back (records and datasets) for the report, the
-figures and notebooks; files are named by the one :data:`STAGES` table.
+figures and notebooks; files are named by the one :data:`STAGES` table. :func:`open_run`
+gives the same as one ``xarray.DataTree`` (a node per dataset) whose ``.ca`` accessor draws
+the report's figures, for exploring a finished run in Jupyter.
 """
 
 from __future__ import annotations
@@ -23,8 +25,9 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+import matplotlib.pyplot as plt
 import pandas as pd
 import torch
 import xarray as xr
@@ -38,10 +41,14 @@ from .kernels import extract_kernels
 from .linkage import link, scoped_sweep
 from .provenance import file_sha256, package_versions
 from .report import build_report
+from .report.figures import figure_makers
 from .retrain import FINE_TUNE, auto_plan, retrain
 from .runtime import BATCH_SIZE, Optim, Trained, evaluate, load_trained, save_state_dict, train
 from .spectra import compute_spectra
 from .sweep import sweep
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 
 @dataclass(frozen=True)
@@ -65,6 +72,10 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 #: Datasets a run directory may hold beside the stages' outputs (training curves written
 #: with model.pt; ``corranalysis tensorize`` results).
 OPTIONAL_FILES = ("metrics.nc", "tensorize.nc")
+#: The datasets a run directory may hold, by file stem, in the order :func:`load_run` reads
+#: them (``Run.datasets`` keys; :func:`open_run`'s node names).
+RUN_DATASETS = tuple(str(f).removesuffix(".nc") for f in (
+    *(s.output for s in STAGES.values() if (s.output or "").endswith(".nc")), *OPTIONAL_FILES))
 #: Stages whose datasets the report reads (``load_run``'s default ``required``).
 REPORT_INPUTS = tuple(s for s in STAGES["report"].upstream
                       if (STAGES[s].output or "").endswith(".nc"))
@@ -185,7 +196,8 @@ class Study:
         save_state_dict(trained.model, self.run_dir / "model.pt")
         info = trained.info
         write_json({"model": c.model, "dataset": c.dataset, "in_channels": info.in_channels,
-                    "num_classes": info.num_classes, "checkpoint": str(src),
+                    "num_classes": info.num_classes, "image_size": info.image_size,
+                    "checkpoint": str(src),
                     "checkpoint_sha256": file_sha256(src), "test_accuracy": result.accuracy,
                     "test_loss": result.loss, "test_size": c.test_size,
                     "package_versions": package_versions()}, self.run_dir / "run.json")
@@ -344,15 +356,14 @@ def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS
     run = Run(path=path, config=_read_mapping(path / "config.yaml", "yaml"),
               record=_read_mapping(path / "run.json", "json"),
               stages={**{s: records[s] for s in STAGES if s in records}, **records})
-    files = [s.output for s in STAGES.values() if (s.output or "").endswith(".nc")]
-    for file in [*files, *OPTIONAL_FILES]:
-        if not (path / str(file)).is_file():
+    for key in RUN_DATASETS:
+        file = f"{key}.nc"
+        if not (path / file).is_file():
             continue
-        stage = _writer(str(file))
+        stage = _writer(file)
         hint = _stage_hint(path, stage) if stage else "re-create it"
-        key = str(file).removesuffix(".nc")
         try:
-            ds = read_netcdf(path / str(file))
+            ds = read_netcdf(path / file)
             lacking = [n for n in _NEEDS.get(key, ()) if n not in ds.variables]
             if key == "sweep" and "baseline_accuracy" not in ds.attrs:
                 lacking.append("baseline_accuracy (attribute)")
@@ -368,6 +379,88 @@ def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS
                 raise InputError(f"{file} in {str(path)!r}: {exc}") from None
         run.datasets[key] = ds
     return run
+
+
+def open_run(run_dir: str | os.PathLike, *, required: Sequence[str] = ()) -> xr.DataTree:
+    """A run directory as one ``xarray.DataTree``: a node per dataset, figures on ``.ca``.
+
+    The nodes are named by dataset (:data:`RUN_DATASETS`: ``spectra``, ``sweep``,
+    ``linkage``, ``recovery``, ``metrics``, ``tensorize``), those the run holds, read by
+    :func:`load_run` (so a damaged or outdated file gets the same InputError naming the stage
+    to re-run). The root's attributes: ``name``, ``run_dir``, and ``config`` (config.yaml),
+    ``run`` (run.json) and ``stages`` (stages.json) as JSON strings, so the tree can be saved
+    with ``to_netcdf``; ``tree.ca.config``, ``.record`` and ``.stages`` give them as dicts.
+    ``required``: stages whose outputs must be there (default: none, so a run still in
+    progress opens with what it has). A folder that is not a run directory: InputError.
+
+    The accessor (:class:`RunAccessor`) draws every figure of the report::
+
+        tree = ca.open_run("runs/fashion_cnn4")
+        tree["sweep"].dataset                 # the sweep, as written
+        tree.ca.figures()                     # ['training', 'spectra', 'entropy', ...]
+        tree.ca.figure("accuracy_vs_norm_loss")
+    """
+    run = load_run(run_dir, required=required)
+    tree = xr.DataTree.from_dict({f"/{key}": ds for key, ds in run.datasets.items()},
+                                 name=run.name)
+    tree.attrs.update(name=run.name, run_dir=str(run.path),
+                      **{key: json.dumps(value, default=str) for key, value in
+                         (("config", run.config), ("run", run.record), ("stages", run.stages))})
+    return tree
+
+
+@xr.register_datatree_accessor("ca")
+class RunAccessor:
+    """``tree.ca``: the report's figures (:func:`corranalysis.report.figures.figure_makers`)
+    drawn from the nodes of a tree named by dataset, as :func:`open_run` gives it (or any
+    tree with such nodes, e.g. ``xr.DataTree.from_dict({"spectra": ds, "sweep": sw})``),
+    and the run's records."""
+
+    def __init__(self, tree: xr.DataTree):
+        self._tree = tree
+
+    @property
+    def datasets(self) -> dict[str, xr.Dataset]:
+        """The child nodes named by dataset (:data:`RUN_DATASETS`), as datasets."""
+        return {key: self._tree[key].to_dataset() for key in RUN_DATASETS
+                if key in self._tree.children}
+
+    def _record(self, key: str) -> dict[str, Any]:
+        text = self._tree.attrs.get(key)
+        return json.loads(text) if isinstance(text, str) else {}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        """The run's configuration (config.yaml); ``{}`` where the tree carries none."""
+        return self._record("config")
+
+    @property
+    def record(self) -> dict[str, Any]:
+        """The run's run.json (model, data set, test accuracy, provenance); ``{}`` if none."""
+        return self._record("run")
+
+    @property
+    def stages(self) -> dict[str, dict[str, Any]]:
+        """stages.json: input hash and wall time per stage; ``{}`` if none."""
+        return self._record("stages")
+
+    def figures(self) -> list[str]:
+        """The names of the figures the tree's datasets allow, in report order."""
+        return list(figure_makers(self.datasets))
+
+    def figure(self, name: str, *, width: float | None = None,
+               layers: Sequence[str] | None = None) -> Figure:
+        """Draw figure ``name`` (one of :meth:`figures`); ``width`` in inches (default: its
+        journal width), ``layers``: only these layers. The figure is not kept by pyplot, so
+        it shows once in Jupyter and is freed when dropped."""
+        makers = figure_makers(self.datasets, width=width, layers=layers)
+        if name not in makers:
+            have = ", ".join(self.datasets) or "none"
+            raise InputError(f"figure {name!r} is not available; valid: "
+                             f"{', '.join(makers) or 'none'} (datasets in the tree: {have})")
+        fig = makers[name]()
+        plt.close(fig)
+        return fig
 
 
 def run_study(config: str | Path | StudyConfig, force: Sequence[str] = (),

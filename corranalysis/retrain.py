@@ -24,14 +24,16 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
+from torch.utils.data import Dataset
 
+from .data import as_loaders
 from .devices import resolve_device
 from .errors import InputError, check_opt
 from .io import read_netcdf
 from .linkage import accuracy_drop
 from .provenance import provenance
-from .runtime import Optim, evaluate, fit, input_grams, model_sha256
-from .truncation import PlanLike, apply_plan, chi_plan, entry_gram, resolve_plan, truncate
+from .runtime import BATCH_SIZE, Optim, evaluate, fit, input_grams, model_sha256
+from .truncation import PlanLike, apply_plan, chi_plan, entry_gram, resolve_plan
 
 __all__ = ["MODES", "FINE_TUNE", "auto_plan", "plan_from_option", "retrain"]
 
@@ -103,21 +105,30 @@ def retrain(
     device: str | torch.device = "auto",
     seed: int = 0,
     progress: bool = False,
+    batch_size: int = BATCH_SIZE,
 ) -> xr.Dataset:
     """Truncate ``model`` by ``plan``, train it ``epochs`` epochs, test after every epoch.
 
-    The model is modified in place (pass a copy to keep the original). Returns a dataset
-    with dim ``epoch`` (0 = the truncated start): ``accuracy`` (fraction), ``loss`` and
-    ``train_loss`` (mean training objective of the epoch: cross-entropy, or the summed output
-    error in ``local`` mode); with dims ``(epoch, layer)``: ``norm_loss`` (what re-applying the
-    plan at its χ would discard now: 0 at epoch 0 and always 0 in ``projected``/``local``
-    mode) and ``drift`` (‖W_e − W̃_0‖/‖W̃_0‖, movement away from the truncated start). Attrs:
-    mode, plan, chi plan, the optimiser settings, ``baseline_accuracy`` (untruncated).
+    ``train_loader``/``test_loader``: iterables of ``(x, y)`` batches (DataLoaders), or both
+    torch Datasets of ``(x float (C, H, W), int y)`` items, checked and batched by
+    :func:`corranalysis.data.as_loaders` (training batches of ``batch_size``, shuffled with
+    ``seed``). The model is modified in place (pass a copy to keep the original).
+
+    Returns a dataset with dim ``epoch`` (0 = the truncated start): ``accuracy``
+    (fraction), ``loss`` and ``train_loss`` (mean training objective of the epoch:
+    cross-entropy, or the summed output error in ``local`` mode); with dims ``(epoch,
+    layer)``: ``norm_loss`` (what re-applying the plan at its χ would discard now: 0 at
+    epoch 0 and always 0 in ``projected``/``local`` mode) and ``drift`` (‖W_e − W̃_0‖/‖W̃_0‖,
+    movement away from the truncated start). Attrs: mode, plan, chi plan, the optimiser
+    settings, ``baseline_accuracy`` (untruncated).
     """
     check_opt("mode", mode, MODES)
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 0:
         raise InputError(f"epochs={epochs!r}: give a number of epochs >= 0")
     dev = resolve_device(device)
+    if isinstance(train_loader, Dataset) or isinstance(test_loader, Dataset):
+        train_loader, test_loader, _ = as_loaders((train_loader, test_loader),
+                                                  batch_size=batch_size, seed=seed, device=dev)
     model.to(dev)
     resolved = resolve_plan(model, plan)
     baseline = evaluate(model, test_loader, dev)
@@ -139,8 +150,7 @@ def retrain(
         for n in layers:
             w = mods[n].weight.detach()
             e = fixed.entries[n]
-            losses.append(truncate(w, e.cuts, e.keeps, e.legs, transposed=e.transposed,
-                                   gram=entry_gram(n, e, grams)).metrics.norm_loss)
+            losses.append(e.truncate(w, gram=entry_gram(n, e, grams)).metrics.norm_loss)
             drifts.append(float(torch.linalg.vector_norm(w - start[n])
                                 / torch.linalg.vector_norm(start[n]).clamp_min(1e-30)))
         return {"norm_loss": losses, "drift": drifts}

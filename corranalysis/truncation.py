@@ -20,7 +20,10 @@ an orthogonal projection of W's output space, so its norm loss is still
 
 A *plan* maps layer names to ``{"cuts": [...], "keep": spec}`` (keep shared by
 the cuts or one per cut, optional ``legs`` and ``truncation``); :func:`truncated`
-applies one to a model in place and restores the exact original weights on exit.
+applies one to a model in place and restores the exact original weights on exit. A plan's
+cuts name each layer's legs as the layer stores them and spectra name them
+(:func:`corranalysis.kernels.module_legs`): ``out|in,kh,kw`` for a Conv2d, ``in|out,kh,kw``
+for a ConvTranspose2d, ``token|dim`` for an Embedding.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ from .kernels import (
     fine_grain,
     kernel_modules,
     matricize,
+    module_kind,
     module_legs,
     natural_legs,
     parse_cut,
@@ -235,11 +239,21 @@ def _as_keeps(keep: KeepLike | Sequence[KeepLike], n: int) -> list[KeepSpec]:
 
 
 def layout_of(shape: Sequence[int], legs: LegsSpec = "natural", *,
-              transposed: bool = False) -> LegLayout:
-    """The (fine-grained) leg layout of a kernel of ``shape`` (``transposed``: a transposed
-    convolution's kernel, stored ``(in, out, *spatial)``)."""
-    return fine_grain(natural_legs(len(shape), transposed=transposed),
+              transposed: bool = False, kind: str | None = None) -> LegLayout:
+    """The (fine-grained) leg layout of a kernel of ``shape`` whose natural legs are
+    :func:`~corranalysis.kernels.natural_legs` ``(len(shape), transposed=, kind=)``:
+    ``out, in, *spatial``; ``in, out, *spatial`` for a transposed convolution
+    (``transposed=True`` or a ``conv_transpose*`` kind); ``token, dim`` for an embedding
+    (``kind="embedding"``)."""
+    return fine_grain(natural_legs(len(shape), transposed=transposed, kind=kind),
                       tuple(int(n) for n in shape), legs)
+
+
+def module_layout(module: nn.Module, legs: LegsSpec = "natural") -> LegLayout:
+    """The (fine-grained) leg layout of a layer's kernel, its legs named as the layer
+    stores them (:func:`~corranalysis.kernels.module_legs`): the one way truncation, plans
+    and sweeps name a module's legs, as spectra do."""
+    return fine_grain(module_legs(module), tuple(int(n) for n in module.weight.shape), legs)
 
 
 def parse_cuts(cuts: str | Cut | Sequence[str | Cut], layout: LegLayout,
@@ -301,6 +315,7 @@ def truncate(
     legs: LegsSpec = "natural",
     *,
     transposed: bool = False,
+    kind: str | None = None,
     gram: Any = None,
     _svd_cache: dict | None = None,
 ) -> Truncation:
@@ -310,9 +325,12 @@ def truncate(
     numpy array. ``cuts``: one cut label (``"out|in,kh,kw"``) or a sequence applied in
     order. ``keep``: one keep spec shared by the cuts, or one per cut. ``legs``:
     fine-graining of the natural legs (see :func:`corranalysis.kernels.fine_grain`);
-    ``transposed``: the kernel is a transposed convolution's, ``(in, out, *spatial)``.
+    ``transposed``: the kernel is a transposed convolution's, ``(in, out, *spatial)``;
+    ``kind``: the layer's kind (:func:`~corranalysis.kernels.module_kind`), naming its legs
+    (``kind="embedding"``: ``token, dim``; see :func:`layout_of`).
     ``gram``: the layer's input Gram ``(D, D)`` (D = the product of the input legs):
-    truncate data-aware instead (see module doc; one cut, ``out|rest``).
+    truncate data-aware instead (see module doc; one cut, ``out|rest``, of a kernel stored
+    out-first: Linear or Conv).
     Returns ``(weight, metrics)``: the truncated kernel in ``weight``'s dtype and
     device, and a :class:`TruncationMetrics`. A cut kept at χ = χ_max is the identity.
     """
@@ -326,7 +344,7 @@ def truncate(
     if keep is None:
         raise InputError("keep is missing; give chi=N (1 <= N <= chi_max), frac=f (0 < f <= 1) "
                          "or loss=e (0 <= e < 1)")
-    layout = layout_of(shape, legs, transposed=transposed)
+    layout = layout_of(shape, legs, transposed=transposed, kind=kind)
     cut_list = parse_cuts(cuts, layout)
     keeps = _as_keeps(keep, len(cut_list))
     if _svd_cache is None or (w0 := _svd_cache.get("float64")) is None:
@@ -335,8 +353,7 @@ def truncate(
         if _svd_cache is not None:
             _svd_cache["float64"] = w0
     if gram is not None:
-        return _truncate_aware(weight, w0, layout, cut_list, keeps[0], gram, transposed,
-                               _svd_cache)
+        return _truncate_aware(weight, w0, layout, cut_list, keeps[0], gram, _svd_cache)
     w = w0
     chis: list[int] = []
     chi_maxes: list[int] = []
@@ -411,16 +428,22 @@ def _out_covariance(w0: Any, gram: Any, where: str) -> tuple[np.ndarray, np.ndar
     return np.clip(mu[::-1], 0.0, None), u[:, ::-1]
 
 
+def _out_first(layout: LegLayout) -> bool:
+    """Whether a kernel's first natural leg is ``out`` (Linear, Conv: not a transposed
+    convolution's ``in, out, ...`` nor an embedding's ``token, dim``)."""
+    return layout.names[0].split(".")[0] == "out"
+
+
 def _truncate_aware(weight: Any, w0: Any, layout: LegLayout, cut_list: Sequence[Cut],
-                    spec: KeepSpec, gram: Any, transposed: bool,
-                    cache: dict | None) -> Truncation:
+                    spec: KeepSpec, gram: Any, cache: dict | None) -> Truncation:
     """The data-aware truncation W̃ = U_χ U_χᵀ W (module doc) on the cut ``out|rest``."""
     out_legs = tuple(n for n in layout.names if n.split(".")[0] == "out")
-    if len(cut_list) != 1 or transposed or cut_list[0].left != out_legs:
+    if len(cut_list) != 1 or not _out_first(layout) or cut_list[0].left != out_legs:
         got = ";".join(c.label for c in cut_list)
-        raise InputError(f"data-aware truncation works on one cut, {','.join(out_legs)}|rest "
-                         f"(output legs against input legs) of a kernel stored out-first; got "
-                         f"{got!r}{' on a transposed kernel' if transposed else ''}")
+        legs = ", ".join(dict.fromkeys(n.split(".")[0] for n in layout.names))
+        raise InputError(f"data-aware truncation works on one cut, out|rest (output legs "
+                         f"against input legs) of a kernel stored out-first (Linear, Conv); "
+                         f"got {got!r} on a kernel with legs {legs}")
     cut = cut_list[0]
     rows, cols = cut_dims(layout, cut)
     chi_max = min(rows, cols)
@@ -462,7 +485,13 @@ def _truncate_aware(weight: Any, w0: Any, layout: LegLayout, cut_list: Sequence[
 
 @dataclass(frozen=True)
 class PlanEntry:
-    """What to do to one layer: ``cuts`` in order, one keep per cut, optional fine-graining."""
+    """What to do to one layer: ``cuts`` in order, one keep per cut, optional fine-graining.
+
+    ``transposed`` and ``kind`` say how the layer names its kernel's legs (see
+    :func:`layout_of`); :meth:`of` fills them from the module. Neither is written by
+    :meth:`as_dict` beyond ``transposed: true`` (plan files name layers, and
+    :func:`resolve_plan` reads both off the model).
+    """
 
     cuts: tuple[str, ...]
     keeps: tuple[KeepSpec, ...]
@@ -471,6 +500,27 @@ class PlanEntry:
     transposed: bool = False
     #: ``svd`` or ``data-aware`` (see :data:`TRUNCATIONS`)
     truncation: str = "svd"
+    #: the layer's kind (:func:`~corranalysis.kernels.module_kind`): ``embedding`` names the
+    #: legs ``token, dim``; None: ``out, in, *spatial`` (or ``in, out, ...`` if transposed)
+    kind: str | None = None
+
+    @classmethod
+    def of(cls, module: nn.Module, cuts: Sequence[str], keeps: Sequence[KeepSpec],
+           legs: Any = "natural", truncation: str = "svd") -> PlanEntry:
+        """The entry for ``module``'s kernel, its legs named as the module stores them."""
+        kind = module_kind(module)
+        return cls(tuple(cuts), tuple(keeps), legs, module_legs(module)[0] == "in",
+                   truncation, kind)
+
+    def layout(self, shape: Sequence[int]) -> LegLayout:
+        """The leg layout of this entry's kernel of ``shape``."""
+        return layout_of(shape, self.legs, transposed=self.transposed, kind=self.kind)
+
+    def truncate(self, weight: Any, *, gram: Any = None,
+                 _svd_cache: dict | None = None) -> Truncation:
+        """:func:`truncate` ``weight`` as this entry says (``gram``: data-aware entries)."""
+        return truncate(weight, self.cuts, self.keeps, self.legs, transposed=self.transposed,
+                        kind=self.kind, gram=gram, _svd_cache=_svd_cache)
 
     def as_dict(self) -> dict[str, Any]:
         keep: Any = self.keeps[0].label if len(set(self.keeps)) == 1 else [
@@ -558,9 +608,7 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         how = spec.get("truncation", "svd")
         check_opt(f"plan, layer {name!r}: truncation", how, TRUNCATIONS)
         legs = spec.get("legs", "natural")
-        shape = tuple(modules[name].weight.shape)
-        transposed = module_legs(modules[name])[0] == "in"
-        layout = layout_of(shape, legs, transposed=transposed)
+        layout = module_layout(modules[name], legs)
         cuts_spec = spec["cuts"]
         if as_cuts(cuts_spec) in CUT_MODES:
             cut_list = select_cuts(layout.names, cuts_spec)
@@ -570,11 +618,12 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         for cut, k in zip(cut_list, keeps, strict=True):
             k.check(min(cut_dims(layout, cut)), where=f" (plan, layer {name!r}, cut "
                                                        f"{cut.label!r})")
-        if how == "data-aware" and (len(cut_list) != 1 or transposed):
+        if how == "data-aware" and (len(cut_list) != 1 or not _out_first(layout)):
             raise InputError(f"plan, layer {name!r}: a data-aware truncation takes one cut, "
-                             f"out|rest, of a kernel stored out-first; got {spec['cuts']!r}")
-        entries[name] = PlanEntry(tuple(c.label for c in cut_list), tuple(keeps), legs,
-                                  transposed, how)
+                             f"out|rest, of a kernel stored out-first (Linear, Conv); got "
+                             f"{spec['cuts']!r} on legs {', '.join(module_legs(modules[name]))}")
+        entries[name] = PlanEntry.of(modules[name], [c.label for c in cut_list], keeps, legs,
+                                     how)
     return Plan(entries)
 
 
@@ -603,9 +652,7 @@ def apply_plan(model: nn.Module, plan: PlanLike,
     with torch.no_grad():
         for name, entry in resolved.items():
             param = modules[name].weight
-            new, metrics = truncate(param.detach(), entry.cuts, entry.keeps, entry.legs,
-                                    transposed=entry.transposed,
-                                    gram=entry_gram(name, entry, grams))
+            new, metrics = entry.truncate(param.detach(), gram=entry_gram(name, entry, grams))
             param.copy_(new)
             out[name] = metrics
     return out

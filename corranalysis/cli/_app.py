@@ -18,12 +18,16 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 # Options shared by several verbs: one declaration each.
-Checkpoint = Annotated[Path, typer.Argument(help="model.pt (a state_dict)")]
+Checkpoint = Annotated[Path, typer.Argument(
+    help="weight file: .pt (a state_dict or training checkpoint), .safetensors, .npz or .onnx")]
 ModelOption = Annotated[str | None, typer.Option(
     "--model", "-m", help="model name or package.module:factory (default: from the run.json "
     "beside the checkpoint)")]
+#: what ``--dataset`` may name (corranalysis.data.spec)
+DATASET_HELP = ("fashion-mnist, mnist, cifar10, cifar100, imagefolder:PATH, PATH.npz or "
+                "package.module:factory")
 DatasetOption = Annotated[str | None, typer.Option(
-    "--dataset", "-d", help="data set name (default: from run.json)")]
+    "--dataset", "-d", help=f"{DATASET_HELP} (default: from run.json)")]
 # The optimiser options of the verbs that train (train, retrain); each verb gives its defaults.
 OptimizerOption = Annotated[str, typer.Option(help="sgd (Nesterov momentum), adam or adamw")]
 LrOption = Annotated[float, typer.Option(help="peak learning rate (after warm-up)")]

@@ -6,16 +6,17 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import DATASET_HELP, app, console
 
 
 @app.command("tensorize")
 def tensorize(
-    checkpoint: Path = typer.Argument(..., help="trained model checkpoint (.pt state_dict)"),
+    checkpoint: Path = typer.Argument(..., help="trained model weights (.pt, .safetensors, "
+                                      ".npz or .onnx)"),
     model: str | None = typer.Option(None, "--model", help="registry name or "
                                      "package.module:factory (default: from run.json)"),
-    dataset: str | None = typer.Option(None, "--dataset", help="data set name, e.g. "
-                                       "fashion-mnist (default: from run.json)"),
+    dataset: str | None = typer.Option(None, "--dataset", help=f"{DATASET_HELP} "
+                                       "(default: from run.json)"),
     spec: Path = typer.Option(..., "--spec", help="SPEC.yaml: layer/glob -> method + settings"),
     epochs: int = typer.Option(1, "--epochs", help="fine-tuning epochs after encoding"),
     out: Path = typer.Option(..., "--out", help="output directory"),

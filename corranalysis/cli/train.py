@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ._app import (
+    DATASET_HELP,
     BatchSizeOption,
     LrOption,
     MomentumOption,
@@ -28,8 +29,7 @@ def train_cmd(
     model: str = typer.Option(..., "--model", "-m",
                               help="registry name (cnn4, fc2, lenet5, resnet18, resnet20, "
                                    "resnet50, vgg16) or package.module:factory"),
-    dataset: str = typer.Option(..., "--dataset", "-d",
-                                help="fashion-mnist, mnist, cifar10 or cifar100"),
+    dataset: str = typer.Option(..., "--dataset", "-d", help=DATASET_HELP),
     epochs: int = typer.Option(..., "--epochs", "-e", help="number of epochs"),
     out: Path = typer.Option(..., "--out", "-o", help="run directory (created)"),
     optimizer: OptimizerOption = "sgd",
@@ -69,11 +69,13 @@ def train_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    checkpoint: Path = typer.Argument(..., help="model.pt / checkpoint.pt (a state_dict)"),
+    checkpoint: Path = typer.Argument(..., help="weight file: .pt (a state_dict or training "
+                                      "checkpoint), .safetensors, .npz or .onnx"),
     model: str | None = typer.Option(None, "--model", "-m",
                                      help="model name (default: from run.json beside it)"),
     dataset: str | None = typer.Option(None, "--dataset", "-d",
-                                       help="data set (default: from run.json beside it)"),
+                                       help=f"{DATASET_HELP} (default: from run.json beside "
+                                            "it)"),
     test_size: int | None = typer.Option(None, help="seeded test subset size"),
     batch_size: int = typer.Option(1000, help="evaluation batch size"),
     seed: int = typer.Option(0, help="seed of the test subset"),

@@ -17,6 +17,7 @@ import importlib.util
 import os
 import re
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -120,24 +121,37 @@ def check_spec(spec: DataSpec) -> None:
                              f"{why}; {_WHERE}")
 
 
-def import_factory(spec: DataSpec) -> object:
-    """The callable ``spec`` names (``package.module:attribute``, dotted attributes allowed)."""
-    module_name, _, attr = spec.target.partition(":")
+def import_object(target: str, what: str, returns: str) -> Callable[..., object]:
+    """The callable ``target`` names (``package.module:attribute``, dotted attributes
+    allowed): the one importer of the user's own code (data set and model factories).
+
+    The module is found on ``sys.path``, else in the current folder (:func:`_with_cwd`).
+    Each failure is one :class:`InputError` starting with ``what`` (``"data set 'm:f'"``,
+    ``"model 'm:f'"``); ``returns`` says what the callable should return.
+    """
+    module_name, _, attr = str(target).partition(":")
+    if not module_name or not attr:
+        raise InputError(f"{what}: expected 'package.module:factory' (a callable returning "
+                         f"{returns})")
     _with_cwd()
     try:
         obj: object = importlib.import_module(module_name)
     except ImportError as exc:
-        raise InputError(f"data set {spec.text!r}: cannot import module {module_name!r} "
-                         f"({exc}); {_WHERE}") from None
+        raise InputError(f"{what}: cannot import module {module_name!r} ({exc}); {_WHERE}"
+                         ) from None
     except Exception as exc:  # the user's module failed while importing
-        raise InputError(f"data set {spec.text!r}: importing module {module_name!r} raised "
+        raise InputError(f"{what}: importing module {module_name!r} raised "
                          f"{type(exc).__name__}: {exc}") from exc
     for part in attr.split("."):
         if not hasattr(obj, part):
-            raise InputError(f"data set {spec.text!r}: module {module_name!r} has no "
-                             f"attribute {attr!r}")
+            raise InputError(f"{what}: module {module_name!r} has no attribute {attr!r}")
         obj = getattr(obj, part)
     if not callable(obj):
-        raise InputError(f"data set {spec.text!r}: {attr!r} is {type(obj).__name__}, not "
-                         "callable; name a function returning (train, test) Datasets")
+        raise InputError(f"{what}: {attr!r} is {type(obj).__name__}, not callable; name a "
+                         f"function returning {returns}")
     return obj
+
+
+def import_factory(spec: DataSpec) -> Callable[..., object]:
+    """The callable ``spec`` names (``package.module:attribute``, dotted attributes allowed)."""
+    return import_object(spec.target, f"data set {spec.text!r}", "(train, test) Datasets")

@@ -19,7 +19,6 @@ Users' own models: :func:`resolve_model` also accepts ``package.module:factory``
 
 from __future__ import annotations
 
-import importlib
 import inspect
 from collections.abc import Callable
 
@@ -27,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..data.spec import import_object
 from ..errors import InputError
 
 __all__ = [
@@ -411,28 +411,17 @@ def resolve_model(spec: str | nn.Module, in_channels: int, num_classes: int, *,
                   image_size: int | None = None) -> nn.Module:
     """A model from a registry name, ``package.module:factory``, or an ``nn.Module`` as is.
 
-    A factory is called as ``factory(in_channels=..., num_classes=...)`` (plus
-    ``image_size=`` if it accepts it), or ``factory()`` if it takes no arguments.
+    A factory's module is found on ``sys.path`` or in the current folder, as a data set
+    factory's (:func:`corranalysis.data.spec.import_object`). It is called as
+    ``factory(in_channels=..., num_classes=...)`` (plus ``image_size=`` if it accepts it), or
+    ``factory()`` if it takes no arguments.
     """
     if isinstance(spec, nn.Module):
         return spec
     spec = str(spec)
     if ":" not in spec:
         return create(spec, in_channels, num_classes, image_size=image_size)
-    module_name, _, attr = spec.partition(":")
-    if not module_name or not attr:
-        raise InputError(f"model {spec!r}: expected 'package.module:factory'")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InputError(f"model {spec!r}: cannot import module {module_name!r}: {exc}") from exc
-    factory = module
-    for part in attr.split("."):
-        if not hasattr(factory, part):
-            raise InputError(f"model {spec!r}: module {module_name!r} has no attribute {attr!r}")
-        factory = getattr(factory, part)
-    if not callable(factory):
-        raise InputError(f"model {spec!r}: {attr!r} is not callable")
+    factory = import_object(spec, f"model {spec!r}", "a torch.nn.Module")
     return _call_factory(spec, factory, in_channels, num_classes, image_size)
 
 

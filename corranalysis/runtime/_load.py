@@ -3,9 +3,10 @@
 The model is named by a registry name or ``package.module:factory`` (default: the ``model`` of
 the ``run.json`` beside the checkpoint) and sized for its data: the data set's channels,
 classes and image size; without a data set (or with evaluation data only), the ``run.json``
-beside the checkpoint, else the checkpoint's own first and last kernels. The checkpoint is
-fitted strictly (every missing, unexpected or misshapen key is named) and the data is checked
-to fit the model's input.
+beside the checkpoint, else the checkpoint's own first and last kernels. The checkpoint (a
+``.pt``, ``.safetensors``, ``.npz`` or ``.onnx`` file) is fitted strictly (every missing,
+unexpected or misshapen key is named; a tied weight stored once fills all its keys) and the
+data is checked to fit the model's input.
 
 The data is whatever :func:`corranalysis.data.as_loaders` takes: a built-in name, a spec of
 your own data (``imagefolder:PATH``, ``PATH.npz``, ``package.module:factory``), a torch
@@ -23,18 +24,25 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..data import DATASETS, as_loaders, make_loaders, resolve_name
 from ..devices import resolve_device
 from ..errors import InputError
-from ..kernels import check_finite, check_fits, load_state_dict
+from ..kernels import check_finite, load_into, read_arrays
 from ..models import resolve_model
 from ._optim import BATCH_SIZE
 
-__all__ = ["Trained", "check_data_fits", "check_weights", "load_trained", "model_sha256",
-           "run_record"]
+__all__ = ["GIVEN_FORMATS", "Trained", "check_data_fits", "check_weights", "load_trained",
+           "model_sha256", "run_record"]
+
+#: ``dataset_format`` of a run.json whose data was given as objects (torch Datasets or
+#: DataLoaders): its ``dataset`` describes them and cannot be loaded again by name
+GIVEN_FORMATS = ("datasets", "dataloaders")
+#: the weight files a checkpoint may be (:data:`corranalysis.kernels.READERS`), for messages
+_FORMATS = ".pt, .safetensors, .npz or .onnx"
 
 
 @dataclass
@@ -157,8 +165,13 @@ def load_trained(
 ) -> Trained:
     """The model of ``checkpoint`` (a path or a state_dict), fitted and checked, with its data.
 
+    ``checkpoint``: a weight file of any format of :data:`corranalysis.kernels.READERS`
+    (``.pt`` state dict or training checkpoint, ``.safetensors``, ``.npz``, ``.onnx``),
+    loaded strictly with :func:`corranalysis.kernels.load_into` (a tied weight stored once
+    fills all its keys), or a state_dict.
     ``model``/``dataset`` default to those in the ``run.json`` beside the checkpoint;
-    ``dataset=None`` with no run.json, or ``with_data=False``, gives the model alone.
+    ``dataset=None`` with no run.json, or ``with_data=False``, gives the model alone (as
+    does a run.json of data given as objects, :data:`GIVEN_FORMATS`: pass them again).
     ``dataset``: a built-in name, a spec of your own data (``imagefolder:PATH``,
     ``PATH.npz``, ``package.module:factory``), a torch Dataset or DataLoader of ``(x, y)``
     (evaluation data: ``train`` is None, the model is sized from run.json or the checkpoint),
@@ -172,18 +185,23 @@ def load_trained(
     source = str(checkpoint) if is_path else "state_dict"
     record = run_record(checkpoint) if is_path else {}
     if is_path and not Path(checkpoint).is_file():
-        raise InputError(f"checkpoint {source!r} does not exist; give the path of a .pt file")
+        what = "is a folder" if Path(checkpoint).is_dir() else "does not exist"
+        raise InputError(f"checkpoint {source!r} {what}; give the path of a weight file "
+                         f"({_FORMATS})")
     model = model if model is not None else record.get("model")
     if model is None:
         raise InputError(f"checkpoint {source!r}: give --model (model=); no run.json beside "
                          "it names the model")
-    if loaders is None and dataset is None and with_data:
+    if loaders is None and dataset is None and with_data \
+            and record.get("dataset_format") not in GIVEN_FORMATS:  # objects are not reloaded
         dataset = record.get("dataset")
     if loaders is None and isinstance(dataset, str) and with_data \
             and dataset not in DATASETS:  # a spec is "in": its files are checked on loading
         resolve_name(dataset)  # raises, naming the valid names and spec forms
         raise InputError(f"data set {dataset!r} is unknown; valid: {', '.join(DATASETS)}")
-    state = load_state_dict(checkpoint) if is_path else dict(checkpoint)
+    weights = read_arrays(checkpoint) if is_path else None
+    state = {k: v if isinstance(v, torch.Tensor) else torch.from_numpy(np.array(v))
+             for k, v in (weights.arrays if weights is not None else checkpoint).items()}
     dev = resolve_device(device)
     train = test = info = None
     if loaders is not None:
@@ -215,8 +233,8 @@ def load_trained(
     net = resolve_model(model, int(sizes.in_channels), int(sizes.num_classes),
                         image_size=getattr(sizes, "image_size", None))
     check_weights(state, f"checkpoint {source!r}")
-    check_fits(net, state, source)
-    net.load_state_dict(state, strict=True)
+    # strictly, naming every mismatch; tied weights stored once (.safetensors) are filled
+    load_into(net, weights if weights is not None else state, source=source)
     net.to(dev).eval()
     if test is not None:
         check_data_fits(net, test, dev, what=what)

@@ -10,6 +10,12 @@
 ``run.json``       config, data set and its checksum, final metrics, provenance (written last:
                    its presence marks a complete run)
 
+The data set is a name or spec (``fashion-mnist``, ``imagefolder:PATH``, ``PATH.npz``,
+``package.module:factory``), or data given as objects: a ``(train, test)`` pair of torch
+Datasets or of DataLoaders (:func:`corranalysis.data.as_loaders`). Given data is recorded by
+its description (``given Datasets``) and a SHA-256 of its contents, which is part of the
+run's identity, so the same call with the same data resumes and other data is another run.
+
 Rerunning the same call after an interruption (even ``kill -9``) continues at the next
 epoch, and on the CPU the final weights equal those of an uninterrupted run: every epoch
 reseeds the global torch RNG and the loader's shuffling generator from ``(seed, epoch)``.
@@ -19,10 +25,12 @@ An output directory holding a run with a different config is refused unless
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -31,7 +39,7 @@ import xarray as xr
 from torch import nn
 from tqdm.auto import tqdm
 
-from ..data import DATASETS, dataset_checksum, make_loaders
+from ..data import DATASETS, as_loaders, dataset_checksum, make_loaders
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import atomic_path, check_output_path, write_json, write_netcdf
@@ -46,24 +54,28 @@ RUN_FILES = ("checkpoint.pt", "metrics.nc", "model.pt", "run.json")
 #: Config keys that define a run (a directory holding other values is a different run).
 CONFIG_KEYS = ("model", "dataset", "epochs", "optimizer", "lr", "momentum", "weight_decay",
                "schedule", "warmup", "label_smoothing", "batch_size", "train_size", "test_size",
-               "seed")
+               "seed", "dataset_checksum")
 _UNITS = {"lr": "1", "epoch_seconds": "s", "train_loss": "nats", "test_loss": "nats",
           "train_accuracy": "fraction", "test_accuracy": "fraction"}
 
 
 def run_config(model: str | nn.Module, dataset: str, *, epochs: int, optim: Optim,
                batch_size: int, train_size: int | None, test_size: int | None,
-               seed: int) -> dict[str, Any]:
-    """The config dict that identifies a run (the keys of :data:`CONFIG_KEYS`)."""
-    return {
+               seed: int, dataset_checksum: str | None = None) -> dict[str, Any]:
+    """The config dict that identifies a run (the keys of :data:`CONFIG_KEYS`);
+    ``dataset_checksum`` only for data given as objects (``dataset`` then describes them)."""
+    config = {
         "model": model_name(model), "dataset": str(dataset), "epochs": int(epochs),
         **optim.as_dict(), "batch_size": int(batch_size),
         "train_size": None if train_size is None else int(train_size),
         "test_size": None if test_size is None else int(test_size), "seed": int(seed),
     }
+    if dataset_checksum is not None:
+        config["dataset_checksum"] = str(dataset_checksum)
+    return config
 
 
-def _check_args(model: str | nn.Module, dataset: str, epochs: int, batch_size: int,
+def _check_args(model: str | nn.Module, dataset: Any, epochs: int, batch_size: int,
                 train_size: int | None, test_size: int | None, have_loaders: bool) -> None:
     if isinstance(model, str) and ":" not in model and model.lower() not in MODELS:
         raise InputError(
@@ -83,6 +95,51 @@ def _check_args(model: str | nn.Module, dataset: str, epochs: int, batch_size: i
             continue
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise InputError(f"{label} {value!r} is invalid; expected {what}")
+
+
+def _describe_loaders(train: Iterable, test: Iterable) -> tuple[SimpleNamespace, str]:
+    """(info, checksum) of a pair of DataLoaders, from one pass over the test loader: its
+    images give ``in_channels`` and ``image_size``, its largest label + 1 ``num_classes``;
+    the checksum covers its batches and the training loader's length."""
+    digest = hashlib.sha256()
+    shape, top = None, -1
+    for x, y in test:
+        x, y = torch.as_tensor(x), torch.as_tensor(y)
+        shape = shape or tuple(x.shape[1:])
+        digest.update(x.detach().cpu().contiguous().numpy().tobytes())
+        digest.update(y.detach().cpu().to(torch.int64).contiguous().numpy().tobytes())
+        if y.numel():
+            top = max(top, int(y.max()))
+    if shape is None or top < 0:
+        raise InputError("data set 'given DataLoaders': the test DataLoader is empty; give "
+                         "evaluation data")
+    try:
+        digest.update(f"train batches {len(train)}".encode())  # type: ignore[arg-type]
+    except TypeError:  # an iterable-style loader has no length
+        pass
+    info = SimpleNamespace(
+        name="given DataLoaders", format="dataloaders", num_classes=top + 1,
+        in_channels=int(shape[0]) if shape else 1,
+        image_size=int(shape[-1]) if len(shape) == 3 and shape[1] == shape[2] else None)
+    return info, digest.hexdigest()
+
+
+def _given_data(data: Any, *, batch_size: int, eval_batch_size: int,
+                train_size: int | None, test_size: int | None, seed: int,
+                device: torch.device) -> tuple[Iterable, Iterable, Any, str]:
+    """(train loader, test loader, info, checksum) of training data given as objects."""
+    train_loader, test_loader, info = as_loaders(
+        data, batch_size=batch_size, eval_batch_size=eval_batch_size, train_size=train_size,
+        test_size=test_size, seed=seed, device=str(device))
+    if train_loader is None:
+        raise InputError(f"data set ({type(data).__name__}): training needs a (train, test) "
+                         "pair of torch Datasets or of DataLoaders, not evaluation data alone")
+    if info is not None:  # Datasets: checked, the test split held with the checksum of both
+        return train_loader, test_loader, info, test_loader.dataset.checksum  # type: ignore[attr-defined]
+    if train_size is not None or test_size is not None:
+        raise InputError("train_size/test_size take seeded subsets of Datasets, not of "
+                         "DataLoaders; give the Datasets, or loaders of the subsets")
+    return train_loader, test_loader, *_describe_loaders(train_loader, test_loader)
 
 
 def _read_json(path: Path) -> dict | None:
@@ -157,7 +214,7 @@ def history_dataset(history: Mapping[str, list], attrs: Mapping[str, Any]) -> xr
 
 def train(
     model: str | nn.Module,
-    dataset: str,
+    dataset: Any,
     *,
     epochs: int,
     out: str | os.PathLike,
@@ -184,23 +241,38 @@ def train(
     """Train ``model`` on ``dataset`` for ``epochs``; write the run into ``out``; return run.json.
 
     ``model``: a registry name (``cnn4``, ``resnet18``, ...), ``package.module:factory`` or an
-    ``nn.Module`` (trained in place). ``dataset``: a name of :data:`corranalysis.data.DATASETS`,
+    ``nn.Module`` (trained in place). ``dataset``: a name of :data:`corranalysis.data.DATASETS`
+    or a spec of your own data (``imagefolder:PATH``, ``PATH.npz``, ``package.module:factory``),
     loaded with :func:`corranalysis.data.make_loaders` (``train_size``/``test_size`` take seeded
-    subsets); or pass ``loaders=(train_loader, test_loader, info)`` to train on your own data
-    (``info`` needs ``in_channels``, ``num_classes``, ``image_size``; ``dataset`` is then only
-    the recorded name). The optimiser settings are those of :class:`Optim` (defaults:
-    :data:`DEFAULT_OPTIM`). ``device="auto"`` uses CUDA with float16 autocast + GradScaler when
-    present; on the CPU the run is reproducible. ``num_threads`` sets torch's CPU threads for
-    the call. Re-running a complete run returns its run.json without training; an interrupted
-    one resumes from ``checkpoint.pt``.
+    subsets); a ``(train, test)`` pair of torch Datasets of ``(x float (C, H, W), int y)``
+    (checked and batched by :func:`corranalysis.data.as_loaders`, subsets as for names) or of
+    DataLoaders (used as given; channels, image size and classes read off the test loader,
+    its largest label + 1 being the number of classes); run.json records such data by its
+    description and checksum (``dataset``, ``dataset_checksum``, ``dataset_format``). Or pass
+    ``loaders=(train_loader, test_loader, info)`` (``info`` needs ``in_channels``,
+    ``num_classes``, ``image_size``; ``dataset`` is then only the recorded name). The
+    optimiser settings are those of :class:`Optim` (defaults: :data:`DEFAULT_OPTIM`).
+    ``device="auto"`` uses CUDA with float16 autocast + GradScaler when present; on the CPU
+    the run is reproducible. ``num_threads`` sets torch's CPU threads for the call.
+    Re-running a complete run returns its run.json without training; an interrupted one
+    resumes from ``checkpoint.pt``.
     """
     optim = Optim(optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay,
                   schedule=schedule, warmup=warmup, label_smoothing=label_smoothing)
-    _check_args(model, dataset, epochs, batch_size, train_size, test_size, loaders is not None)
+    given = loaders is None and not isinstance(dataset, str)  # data as objects
+    _check_args(model, dataset, epochs, batch_size, train_size, test_size,
+                loaders is not None or given)
     dev = resolve_device(device)
     out = check_output_path(out, directory=True)
+    checksum = None
+    if given:  # read (and checked) first: their checksum is part of the run's identity
+        train_loader, test_loader, info, checksum = _given_data(
+            dataset, batch_size=batch_size, eval_batch_size=eval_batch_size,
+            train_size=train_size, test_size=test_size, seed=seed, device=dev)
+        dataset = str(info.name)
     config = run_config(model, dataset, epochs=epochs, optim=optim, batch_size=batch_size,
-                        train_size=train_size, test_size=test_size, seed=seed)
+                        train_size=train_size, test_size=test_size, seed=seed,
+                        dataset_checksum=checksum)
     state, held = _existing_run(out, config, overwrite)
     if state == "complete":
         if progress:
@@ -208,18 +280,17 @@ def train(
                        f"{held.get('test_accuracy', float('nan')):.4f}); nothing to do")
         return held
 
-    if loaders is None:
+    if loaders is not None:
+        train_loader, test_loader, info = loaders
+    elif not given:
         train_loader, test_loader, info = make_loaders(
             dataset, batch_size=batch_size, eval_batch_size=eval_batch_size, data_dir=data_dir,
             train_size=train_size, test_size=test_size, seed=seed, device=str(dev),
             download=download,
         )
         checksum = dataset_checksum(dataset, data_dir=data_dir)
-    else:
-        train_loader, test_loader, info = loaders
-        checksum = None
     in_channels, num_classes = int(info.in_channels), int(info.num_classes)
-    image_size = int(info.image_size)
+    image_size = None if info.image_size is None else int(info.image_size)
     if len(train_loader) == 0:
         raise InputError(f"data set {dataset!r}: the training set is empty")
 
@@ -245,6 +316,7 @@ def train(
         "model": config["model"], "in_channels": in_channels, "num_classes": num_classes,
         "image_size": image_size, "n_params": count_parameters(net),
         "dataset": str(dataset), "dataset_checksum": checksum,
+        "dataset_format": getattr(info, "format", None),
         "test_accuracy": history["test_accuracy"][-1], "test_loss": history["test_loss"][-1],
         "train_accuracy": history["train_accuracy"][-1],
         "train_loss": history["train_loss"][-1],

@@ -44,8 +44,10 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
+from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
+from ..data import as_loaders
 from ..devices import resolve_device
 from ..errors import InputError, check_opt
 from ..io import check_output_path, read_netcdf, write_json, write_netcdf
@@ -53,7 +55,6 @@ from ..kernels import (
     CUT_MODES,
     LegsSpec,
     as_cuts,
-    module_legs,
     select_cuts,
     select_layers,
 )
@@ -78,10 +79,9 @@ from ..truncation import (
     TruncationMetrics,
     cut_dims,
     entry_gram,
-    layout_of,
+    module_layout,
     parse_cuts,
     parse_keeps,
-    truncate,
 )
 
 PLAN_MODES = ("layer", "all-cuts", "all-layers")
@@ -92,6 +92,9 @@ VARIABLES = ("accuracy", "loss", "norm_loss", "output_error", "rel_error", "fide
              "params_factorized", "params_dense", "n_layers", "n_images", "stopped")
 # Bytes of truncated kernels one chunk may hold (the variants evaluated in one data pass).
 CHUNK_BYTES = 256 * 2**20
+#: Trials one chunk may hold by default: a chunk is the unit of progress and of resume
+#: (each costs one more pass of the untruncated network over the data).
+CHUNK_TRIALS = 200
 
 
 def default_keeps(chi_max: int) -> list[KeepSpec]:
@@ -164,12 +167,11 @@ def build_trials(
     for how in hows:
         check_opt("truncation", how, TRUNCATIONS)
     chosen = select_layers(model, layers, kinds)
+    modules = dict(chosen)
     layer_cuts: dict[str, list[str]] = {}
     chi_max: dict[tuple[str, str], int] = {}
-    transposed: dict[str, bool] = {}
     for name, module in chosen:
-        transposed[name] = module_legs(module)[0] == "in"
-        layout = layout_of(tuple(module.weight.shape), legs, transposed=transposed[name])
+        layout = module_layout(module, legs)  # legs named as spectra name them
         spec = as_cuts(cuts)
         if spec in CUT_MODES:
             labels = [c.label for c in select_cuts(layout.names, spec)]
@@ -184,8 +186,7 @@ def build_trials(
         for label in layer_cuts[name]:
             chi_max[name, label] = min(cut_dims(layout, parse_cuts(label, layout)[0]))
     if not any(layer_cuts.values()):
-        valid = {n: [c.label for c in select_cuts(layout_of(
-            tuple(m.weight.shape), legs, transposed=module_legs(m)[0] == "in").names)]
+        valid = {n: [c.label for c in select_cuts(module_layout(m, legs).names)]
                  for n, m in chosen}
         listing = "; ".join(f"{n}: {', '.join(v)}" for n, v in valid.items())
         raise InputError(f"cuts {cuts!r} fit none of the selected layers; valid cuts: {listing}")
@@ -195,41 +196,42 @@ def build_trials(
             k.check(m, where=f" (layer {n!r}, cut {c!r})")
     trials: list[TrialSpec] = []
     names = [n for n, _ in chosen if layer_cuts[n]]
+
+    def entry(name: str, labels: Sequence[str], keep: KeepSpec,
+              how: str = "svd") -> PlanEntry:
+        return PlanEntry.of(modules[name], labels, (keep,) * len(labels), legs, how)
+
     if "layer" in modes:
         for name in names:
             for label in layer_cuts[name]:
                 for k in keep_list:
-                    trials.append(TrialSpec("layer", name, label, k.label, Plan(
-                        {name: PlanEntry((label,), (k,), legs, transposed[name])})))
+                    trials.append(TrialSpec("layer", name, label, k.label,
+                                            Plan({name: entry(name, [label], k)})))
     if "all-cuts" in modes:
         for name in names:
             for k in keep_list:
-                entry = PlanEntry(tuple(layer_cuts[name]), (k,) * len(layer_cuts[name]), legs,
-                                  transposed[name])
                 trials.append(TrialSpec("all-cuts", name, ";".join(layer_cuts[name]), k.label,
-                                        Plan({name: entry})))
+                                        Plan({name: entry(name, layer_cuts[name], k)})))
     if "all-layers" in modes:
         all_labels = list(dict.fromkeys(c for n in names for c in layer_cuts[n]))
         for label in all_labels:
             holders = [n for n in names if label in layer_cuts[n]]
             for k in keep_list:
-                plan = Plan({n: PlanEntry((label,), (k,), legs, transposed[n]) for n in holders})
+                plan = Plan({n: entry(n, [label], k) for n in holders})
                 trials.append(TrialSpec("all-layers", ",".join(holders), label, k.label, plan))
     if "data-aware" in hows:
-        modules = dict(chosen)
         aware = []
         for name in names:
-            layout = layout_of(tuple(modules[name].weight.shape), legs,
-                               transposed=transposed[name])
+            layout = module_layout(modules[name], legs)
             out_legs = [n for n in layout.names if n.split(".")[0] == "out"]
             label = f"{','.join(out_legs)}|{','.join(n for n in layout.names if n not in out_legs)}"
-            if transposed[name] or not gram_supported(modules[name]) or (
-                    label not in layer_cuts[name]):
+            # out-first kernels only (Linear, Conv): gram_supported says so
+            if not gram_supported(modules[name]) or label not in layer_cuts[name]:
                 continue
             aware.append(name)
             for k in keep_list:
-                trials.append(TrialSpec("layer", name, label, k.label, Plan({name: PlanEntry(
-                    (label,), (k,), legs, False, "data-aware")}), "data-aware"))
+                trials.append(TrialSpec("layer", name, label, k.label, Plan(
+                    {name: entry(name, [label], k, "data-aware")}), "data-aware"))
         if not aware:
             raise InputError("truncations: data-aware trials need a Linear, Conv1d or Conv2d "
                              "layer (one group) whose cut out|rest is among the sweep's cuts; "
@@ -330,7 +332,8 @@ def _variant_bytes(trial: TrialSpec, modules: Mapping[str, nn.Module]) -> int:
 def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
                 chunk_size: int | None = None) -> list[list[int]]:
     """Split trial indices into consecutive chunks of at most ``chunk_size`` trials
-    (default: bounded by :data:`CHUNK_BYTES` of truncated kernels). A chunk may hold
+    (default: at most :data:`CHUNK_TRIALS` trials and :data:`CHUNK_BYTES` of truncated
+    kernels). A chunk may hold
     the trials of several layers: one data pass evaluates them all, the shared
     prefix of the network once per batch."""
     modules = dict(model.named_modules())
@@ -340,7 +343,8 @@ def make_chunks(trials: Sequence[TrialSpec], model: nn.Module,
     for i, t in enumerate(trials):
         b = _variant_bytes(t, modules)
         full = (chunk_size is not None and len(cur) >= chunk_size) or (
-            chunk_size is None and cur and cur_bytes + b > CHUNK_BYTES)
+            chunk_size is None and cur and (cur_bytes + b > CHUNK_BYTES
+                                            or len(cur) >= CHUNK_TRIALS))
         if full:
             chunks.append(cur)
             cur, cur_bytes = [], 0
@@ -357,7 +361,7 @@ def _matrix_signature(shape: Sequence[int], entry: PlanEntry,
     side, and χ. Cuts differing only by size-1 legs (the seven cuts of a 1×1
     convolution are one ``out|in`` matrix) matricise to the same array, so they
     give the same kernel bit for bit and are evaluated once."""
-    layout = layout_of(shape, entry.legs, transposed=entry.transposed)
+    layout = entry.layout(shape)
     return [entry.truncation] + [[layout.squeezed(cut.left), chi]
             for cut, chi in zip(parse_cuts(list(metrics.cuts), layout), metrics.chi,
                                 strict=True)]
@@ -415,10 +419,8 @@ def run_chunk(
             caches = _svd_caches(trial, modules, digests)
             for name, entry in trial.plan.items():
                 dense = modules[name].weight.detach()
-                w, m = truncate(dense, entry.cuts, entry.keeps, entry.legs,
-                                transposed=entry.transposed,
-                                gram=entry_gram(name, entry, calibration),
-                                _svd_cache=caches[name])
+                w, m = entry.truncate(dense, gram=entry_gram(name, entry, calibration),
+                                      _svd_cache=caches[name])
                 metrics[name] = m
                 changed = any(c < cm for c, cm in zip(m.chi, m.chi_max, strict=True))
                 if changed:
@@ -563,16 +565,19 @@ def sweep(
     """Evaluate every trial of the grid layers × cuts × keeps (see :func:`build_trials`).
 
     ``model``: a module whose selected layers have kernels; ``data``: an iterable of
-    ``(x, y)`` batches (a DataLoader; its order is the evaluation order). Returns the
-    sweep dataset (dims ``trial``, ``image``; coordinates ``scope``, ``layer``, ``cuts``,
-    ``keep``, ``truncation``; variables accuracy (fraction), loss, norm_loss,
-    output_error, rel_error, fidelity, chi, params_factorized, params_dense, n_layers,
-    n_images, stopped, plan, ``correct(trial, image)``, ``baseline_correct(image)``;
-    attrs ``baseline_accuracy``, ``n_test`` and provenance).
+    ``(x, y)`` batches (a DataLoader; its order is the evaluation order), or a torch Dataset
+    of ``(x float (C, H, W), int y)`` items, checked and batched in its order by
+    :func:`corranalysis.data.as_loaders` (give a DataLoader for other inputs, e.g. token
+    ids). Returns the sweep dataset (dims ``trial``, ``image``; coordinates ``scope``,
+    ``layer``, ``cuts``, ``keep``, ``truncation``; variables accuracy (fraction), loss,
+    norm_loss, output_error, rel_error, fidelity, chi, params_factorized, params_dense,
+    n_layers, n_images, stopped, plan, ``correct(trial, image)``,
+    ``baseline_correct(image)``; attrs ``baseline_accuracy``, ``n_test`` and provenance).
 
     ``truncations``: ``svd`` and/or ``data-aware`` (see :func:`build_trials`);
-    ``calibration``: batches whose input Grams the data-aware truncation uses (default:
-    the evaluation data; pass training images to keep the evaluation images unseen);
+    ``calibration``: batches (or a Dataset, as ``data``) whose input Grams the data-aware
+    truncation uses (default: the evaluation data; pass training images to keep the
+    evaluation images unseen);
     ``stop_drop``: stop a trial once its accuracy drop exceeds this many points beyond
     three standard errors (:class:`corranalysis.runtime.StopRule`; fast method only).
 
@@ -595,6 +600,10 @@ def sweep(
     dev = resolve_device(device)
     out_path = (check_output_path(out, overwrite=overwrite or resume)
                 if out is not None else None)
+    if isinstance(data, Dataset):
+        data = as_loaders(data, device=dev)[1]
+    if calibration is not None and isinstance(calibration, Dataset):
+        calibration = as_loaders(calibration, device=dev)[1]
     trials = build_trials(model, layers, cuts, keeps, plans, kinds, legs, truncations)
     modules = dict(model.named_modules())
     check_weights({name: modules[name].weight.detach()

@@ -51,8 +51,8 @@ def results_dataset(table: Any, history: Mapping[str, list[float]],
 
 def tensorize_run(
     checkpoint: str | os.PathLike,
-    model: str,
-    dataset: str,
+    model: str | None,
+    dataset: Any,
     spec: str | os.PathLike | Mapping[str, Any],
     *,
     epochs: int,
@@ -72,9 +72,12 @@ def tensorize_run(
     """Encode ``checkpoint`` (a ``model`` trained on ``dataset``) per ``spec``, fine-tune for
     ``epochs`` with ``optim`` and write ``tensorized.pt`` and ``tensorize.nc`` into ``out``.
 
-    All input is validated before anything is encoded or written. ``loaders=(train, test,
-    info)`` replaces :func:`corranalysis.data.make_loaders` (``info``: ``in_channels``,
-    ``num_classes``, optionally ``image_size``).
+    ``checkpoint``, ``model`` and ``dataset`` are what :func:`corranalysis.runtime.load_trained`
+    takes (``None``: from the run.json beside the checkpoint; ``dataset`` a name, a spec of your
+    own data, or a ``(train, test)`` pair of torch Datasets or DataLoaders); the provenance
+    records the model and data it resolved to. All input is validated before anything is
+    encoded or written. ``loaders=(train, test, info)`` replaces all that data (``info``:
+    ``in_channels``, ``num_classes``, optionally ``image_size``).
     """
     # ---- validate everything first
     spec_path = spec if isinstance(spec, (str, os.PathLike)) else None
@@ -88,6 +91,9 @@ def tensorize_run(
                            eval_batch_size=eval_batch_size, train_size=train_size,
                            test_size=test_size, data_dir=data_dir, seed=seed, device=device)
     base, dev, info = trained.model, trained.device, trained.info
+    if trained.train is None or trained.test is None:
+        raise InputError(f"tensorize {str(checkpoint)!r}: fine-tuning needs training and test "
+                         "data; give a data set (--dataset), or a (train, test) pair")
     image_size = getattr(info, "image_size", None)
     plan(base, spec)  # raises InputError on any spec problem, before encoding
 
@@ -125,15 +131,16 @@ def tensorize_run(
         "model_params_after": count_parameters(new),
         "encode_seconds": encode_s,
         **provenance(
-            model=model, dataset=dataset, spec=spec, epochs=epochs, optim=optim.as_dict(),
-            batch_size=batch_size, train_size=train_size, test_size=test_size, seed=seed,
-            device=str(dev), checkpoint=str(checkpoint),
+            model=trained.model_spec, dataset=trained.dataset, spec=spec, epochs=epochs,
+            optim=optim.as_dict(), batch_size=batch_size, train_size=train_size,
+            test_size=test_size, seed=seed, device=str(dev), checkpoint=str(checkpoint),
             checkpoint_sha256=file_sha256(checkpoint),
         ),
     }
     ds = results_dataset(table, history, attrs)
     out.mkdir(parents=True, exist_ok=True)
-    save(out / "tensorized.pt", new, spec, model_name=model, in_channels=info.in_channels,
+    save(out / "tensorized.pt", new, spec, model_name=trained.model_spec,
+         in_channels=info.in_channels,
          num_classes=info.num_classes, image_size=image_size,
          extra={"baseline_accuracy": baseline.accuracy, "accuracy": history["accuracy"]})
     write_netcdf(ds, out / "tensorize.nc")
