@@ -427,6 +427,7 @@ _TITLES = {"training": "Training", "spectra": "Singular-value spectra",
            "accuracy_vs_kept_fraction": "Accuracy vs kept fraction",
            "combined_truncations": "All-cuts and all-layers truncations",
            "tolerance": "Tolerated norm loss and correlations",
+           "depth": "Tolerance against depth",
            "recovery": "Recovery curves", "tensorize": "Tensorization vs truncation"}
 
 
