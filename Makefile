@@ -15,7 +15,8 @@ $(STAMP): pyproject.toml
 	# torch first, so the CPU build on this machine is used (no CUDA wheels pulled in)
 	$(BIN)/python -m pip install torch==2.13.0
 	$(BIN)/python -m pip install -e '.[dev]'
-	$(BIN)/python -m ipykernel install --user --name python3 >/dev/null
+	# the notebooks' kernel, inside the venv (a user's own global kernels are left alone)
+	$(BIN)/python -m ipykernel install --sys-prefix --name corranalysis --display-name "Python (corranalysis)" >/dev/null
 	touch $(STAMP)
 
 test: $(STAMP)

@@ -89,9 +89,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp_path, 0o666 & ~umask)  # mkstemp makes 0600; results are for sharing
+        shareable(tmp_path)  # mkstemp makes 0600; results are for sharing
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():
@@ -167,3 +165,11 @@ def write_json(obj: object, path: str | os.PathLike) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(obj, indent=2, default=str) + "\n")
     return Path(path)
+
+
+def shareable(path: str | os.PathLike) -> None:
+    """Give ``path`` the permissions a new file or folder gets under the user's umask
+    (``mkstemp``/``mkdtemp`` make them private: 0600/0700)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, (0o777 if Path(path).is_dir() else 0o666) & ~umask)

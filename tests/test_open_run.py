@@ -148,7 +148,7 @@ def test_notebook_04_shows_an_onnx_files_spectra_and_sweeps_it_on_an_image_folde
     for var, value in {"CORRANALYSIS_MODEL_FILE": own_files["onnx"], "CORRANALYSIS_MODEL": "cnn4",
                        "CORRANALYSIS_DATASET": data, "CORRANALYSIS_OUT": own_files["out"]}.items():
         monkeypatch.setenv(var, str(value))
-    NotebookClient(nb, timeout=120, kernel_name="python3",
+    NotebookClient(nb, timeout=120, kernel_name="corranalysis",
                    resources={"metadata": {"path": str(ROOT)}}).execute()
     shown = [c for c in nb.cells if c.cell_type == "code"
              and ("draw" in c.source or "spectra_figure" in c.source)]

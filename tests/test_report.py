@@ -358,3 +358,16 @@ def test_an_old_sweep_that_cannot_be_converted_is_refused_with_how_to_redo_it(
     code, out = run_cli("report", old, "--out", tmp_path / "rep")
     assert code == 2 and "sweep.nc" in out and "--force sweep" in out
     assert "Traceback" not in out and not (tmp_path / "rep").exists()
+
+
+def test_the_report_folder_can_be_read_by_others(built, tmp_path, fast_figures):
+    import stat
+
+    run, _ = built
+    old = os.umask(0o022)
+    try:
+        out = build_report(load_run(run), tmp_path / "report")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(out.stat().st_mode) == 0o755
+    assert stat.S_IMODE((out / "index.html").stat().st_mode) == 0o644

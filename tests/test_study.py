@@ -125,7 +125,7 @@ def test_notebooks_run_top_to_bottom_on_the_quick_config(quick, notebook, monkey
     nb = nbformat.read(ROOT / "notebooks" / notebook, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), \
         "notebooks are committed without outputs"
-    NotebookClient(nb, timeout=300, kernel_name="python3",
+    NotebookClient(nb, timeout=300, kernel_name="corranalysis",
                    resources={"metadata": {"path": str(ROOT)}}).execute()
 
 

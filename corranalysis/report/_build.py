@@ -27,6 +27,7 @@ import xarray as xr
 
 from .. import __version__
 from ..errors import InputError
+from ..io import shareable
 from ..linkage import curves, scope_trials, single_trials, tolerated_norm_loss, truncated_layers
 from .figures import figure_makers, save_figure
 
@@ -512,6 +513,7 @@ def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
     _check_out(out, run.path)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    shareable(tmp)  # the report folder is for sharing (a web server, a colleague)
     try:
         (tmp / "figures").mkdir()
         stems = render_figures(run.datasets, tmp / "figures")
