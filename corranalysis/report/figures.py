@@ -29,7 +29,13 @@ from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from ..linkage import curves, kept_fraction, scope_trials, single_trials  # noqa: E402
+from ..linkage import (  # noqa: E402
+    accuracy_ci,
+    curves,
+    kept_fraction,
+    scope_trials,
+    single_trials,
+)
 
 ONE_COLUMN = 3.4
 TWO_COLUMNS = 7.0
@@ -297,12 +303,19 @@ def _accuracy_panels(single: xr.Dataset, x: str, log_x: bool, xlabel: str,
         _empty(axes[0], "no single-layer trials in the sweep")
         return fig
     shown: list[str] = []
+    ci = accuracy_ci(single) if "correct" in single and single.sizes["trial"] else None
     for ax, name in zip(axes, names, strict=True):
         for cut, rows in ((c, r) for (n, c), r in groups.items() if n == name):
             xs, ys = _curve(rows, x)
             st = pal[cut]
             ax.plot(_log_floor(xs) if log_x else xs, ys, color=st["color"], ls=st["ls"],
                     marker=st["marker"])
+            if ci is not None:  # the 95 % bootstrap interval over test images
+                band = ci.sel(trial=rows["trial"].values)
+                lo = _curve(rows.assign(accuracy=band["accuracy_low"]), x)[1]
+                hi = _curve(rows.assign(accuracy=band["accuracy_high"]), x)[1]
+                ax.fill_between(_log_floor(xs) if log_x else xs, lo, hi, color=st["color"],
+                                alpha=0.15, lw=0)
             shown.append(cut)
         _baseline(ax, base, delta)
         if log_x:
