@@ -406,13 +406,15 @@ def truncate(
         fidelity=min(1.0, fidelity), params_factorized=int(params),
         params_dense=int(np.prod(shape)),
     )
-    if not changed:
-        out = weight.detach().clone() if _is_torch(weight) else np.array(weight, copy=True)
-    elif _is_torch(weight):
-        out = w.to(weight.dtype)
-    else:
-        out = np.asarray(w, dtype=weight.dtype)
-    return Truncation(out, metrics)
+    return Truncation(_as_kernel(weight, w if changed else None), metrics)
+
+
+def _as_kernel(weight: Any, w: Any | None) -> Any:
+    """``w`` (float64) in ``weight``'s type and dtype; a copy of ``weight`` when None
+    (nothing was truncated)."""
+    if w is None:
+        return weight.detach().clone() if _is_torch(weight) else np.array(weight, copy=True)
+    return w.to(weight.dtype) if _is_torch(weight) else np.asarray(w, dtype=weight.dtype)
 
 
 def _out_covariance(w0: Any, gram: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
@@ -471,13 +473,7 @@ def _truncate_aware(weight: Any, w0: Any, layout: LegLayout, cut_list: Sequence[
         cuts=(cut.label,), chi=(chi,), chi_max=(chi_max,), cut_losses=(loss,), norm_loss=loss,
         rel_error=math.sqrt(loss), fidelity=math.sqrt(1.0 - loss),
         params_factorized=int(chi * (rows + cols)), params_dense=int(np.prod(shape)))
-    if chi >= chi_max:
-        out = weight.detach().clone() if _is_torch(weight) else np.array(weight, copy=True)
-    elif _is_torch(weight):
-        out = w.to(weight.dtype)
-    else:
-        out = np.asarray(w, dtype=weight.dtype)
-    return Truncation(out, metrics)
+    return Truncation(_as_kernel(weight, w if chi < chi_max else None), metrics)
 
 
 # --------------------------------------------------------------------------- plans
