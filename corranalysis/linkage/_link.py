@@ -9,6 +9,7 @@ import xarray as xr
 
 from ..errors import InputError
 from ..provenance import provenance
+from ..runtime import paired_drop_beyond
 from ..truncation import KeepSpec
 from ._statistics import (
     BOUNDS,
@@ -23,7 +24,6 @@ from ._tolerance import (
     Z_95,
     _check_delta,
     _check_z,
-    _judge,
     _per_image,
     _walk,
     failing,
@@ -265,7 +265,7 @@ def _bootstrap(single: xr.Dataset, groups: dict, orders: dict, layers: list[str]
     n = counts @ mask.T  # (n_boot, trial): drawn images each trial was evaluated on
     s1 = counts @ d.T
     s2 = counts @ np.abs(d).T
-    verdict = _judge(n, s1, s2, delta, z)
+    verdict = paired_drop_beyond(n, s1, s2, delta, z)
     point = failing(single, None, delta, z=z)
     fail = np.where(np.isnan(verdict), point[None, :], verdict == 1)
     nl = np.asarray(single["norm_loss"].values, dtype=float)

@@ -10,6 +10,7 @@ import numpy as np
 import xarray as xr
 
 from ..errors import InputError
+from ..runtime import paired_drop_beyond
 from ._views import accuracy_drop
 
 #: One-sided 95 % normal quantile: the default z of the tolerance rule.
@@ -54,19 +55,6 @@ def _per_image(trials: xr.Dataset) -> tuple[np.ndarray, np.ndarray] | None:
     return d.astype(np.float32), mask.astype(np.float32)
 
 
-def _judge(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, delta: float, z: float) -> np.ndarray:
-    """Fail (bool) from n images, Σd and Σd² of the paired differences: D − z·SE > δ.
-
-    One image: SE = 0; no image: NaN (undecided)."""
-    n = np.asarray(n, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s1 / n
-        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
-        se = np.sqrt(np.maximum(var, 0.0) / n)
-        out = 100.0 * (mean - z * se) > delta
-    return np.where(n > 0, out, np.nan)
-
-
 def failing(trials: xr.Dataset, baseline: float | None = None, delta: float = 1.0, *,
             z: float = Z_95) -> np.ndarray:
     """Whether each trial's accuracy drop exceeds ``delta`` points beyond sampling error,
@@ -84,7 +72,7 @@ def failing(trials: xr.Dataset, baseline: float | None = None, delta: float = 1.
         return plain
     d, mask = paired
     n = mask.sum(axis=1, dtype=np.float64)
-    verdict = _judge(n, d.sum(axis=1, dtype=np.float64),
+    verdict = paired_drop_beyond(n, d.sum(axis=1, dtype=np.float64),
                      np.abs(d).sum(axis=1, dtype=np.float64), delta, z)
     return np.where(np.isnan(verdict), plain, verdict == 1)
 

@@ -13,7 +13,7 @@ schedules, runs the training loop and evaluates.
   error of a changed kernel from it.
 """
 
-from ._engine import StopRule, evaluate_variants, evaluate_variants_naive
+from ._engine import StopRule, evaluate_variants, evaluate_variants_naive, paired_drop_beyond
 from ._evaluate import EvalResult, evaluate
 from ._grams import gram_supported, input_grams, output_error
 from ._load import (
@@ -41,7 +41,7 @@ __all__ = [
     "BATCH_SIZE", "DEFAULT_OPTIM", "HISTORY_KEYS", "OPTIMIZERS", "RUN_FILES", "SCHEDULES",
     "EvalResult", "Fit", "Optim", "StopRule", "Trained", "check_data_fits", "check_weights",
     "evaluate", "evaluate_variants", "evaluate_variants_naive", "fit", "gram_supported",
-    "history_dataset", "input_grams", "load_trained", "output_error",
+    "history_dataset", "input_grams", "load_trained", "output_error", "paired_drop_beyond",
     "lr_factor", "make_optimizer", "make_scheduler", "model_sha256", "run_config", "run_record",
     "save_state_dict", "train",
 ]

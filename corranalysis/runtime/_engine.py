@@ -48,6 +48,26 @@ def _swap(modules: dict[str, nn.Module], variant: Variant) -> None:
         modules[name].weight.copy_(weight)
 
 
+def paired_drop_beyond(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: float,
+                       z: float) -> np.ndarray:
+    """Whether a paired accuracy drop exceeds ``drop`` points beyond ``z`` standard errors.
+
+    From the per-sample differences d_i = baseline correct_i − variant correct_i over
+    ``n`` samples, given as ``s1`` = Σd and ``s2`` = Σd²: 100·(mean(d) − z·sd(d)/√n) > drop,
+    with sd the sample standard deviation (one sample: sd = 0). Vectorised; a float array
+    with 1.0 (exceeds), 0.0 or NaN (no sample: undecided). The one sampling-error rule of
+    the package: early stopping (:class:`StopRule`) and the tolerance rule of
+    :mod:`corranalysis.linkage` use it.
+    """
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
+        se = np.sqrt(np.maximum(var, 0.0) / n)
+        out = 100.0 * (mean - z * se) > drop
+    return np.where(n > 0, out, np.nan)
+
+
 @dataclass(frozen=True)
 class StopRule:
     """Stop evaluating a variant once its accuracy drop exceeds ``drop`` percentage points
@@ -64,12 +84,13 @@ class StopRule:
 
     def stops(self, baseline: np.ndarray, variant: np.ndarray) -> bool:
         """Whether the per-sample correctness ``variant`` (bool ``(n,)``) shows a drop below
-        ``baseline`` (same samples) beyond ``drop`` points with ``z`` standard errors."""
+        ``baseline`` (same samples) beyond ``drop`` points with ``z`` standard errors
+        (:func:`paired_drop_beyond`); never on fewer than two samples."""
         n = len(variant)
         if n < 2:
             return False
         d = baseline[:n].astype(np.float64) - variant.astype(np.float64)
-        return bool(d.mean() - self.z * d.std(ddof=1) / np.sqrt(n) > self.drop / 100.0)
+        return bool(paired_drop_beyond(n, d.sum(), (d * d).sum(), self.drop, self.z) == 1)
 
 
 @torch.no_grad()
