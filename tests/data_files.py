@@ -1,4 +1,5 @@
-"""Small data sets in the official file formats, for tests (IDX, CIFAR python pickles)."""
+"""Small data sets in the official file formats, for tests (IDX, CIFAR python pickles), and
+where the real Fashion-MNIST is (Debian's ``dataset-fashion-mnist``)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,13 @@ import tarfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from corranalysis.data import write_idx
+
+#: Debian's Fashion-MNIST, the real data the tests train on where it is installed
+DEBIAN = Path("/usr/share/datasets/fashion-mnist")
+needs_fashion = pytest.mark.skipif(not DEBIAN.is_dir(), reason="dataset-fashion-mnist absent")
 
 IDX_STEMS = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
              "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

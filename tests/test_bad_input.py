@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from data_files import needs_fashion
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -22,8 +23,6 @@ from corranalysis.cli import main
 from corranalysis.errors import InputError
 from corranalysis.models import create
 
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(not DEBIAN.is_dir(), reason="dataset-fashion-mnist absent")
 VERBS = ("spectra", "train", "evaluate", "sweep", "retrain", "tensorize", "run", "report",
          "figures")
 

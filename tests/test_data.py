@@ -16,7 +16,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from data_files import IDX_STEMS, cifar_batches, make_idx_set, write_cifar_tar
+from data_files import (
+    DEBIAN,
+    IDX_STEMS,
+    cifar_batches,
+    make_idx_set,
+    needs_fashion,
+    write_cifar_tar,
+)
 
 from corranalysis import InputError
 from corranalysis.data import (
@@ -38,9 +45,6 @@ from corranalysis.data import (
 from corranalysis.data.cifar import load_batch
 from corranalysis.data.download import sha256_of
 from corranalysis.data.idx import IMAGES_MAGIC
-
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_debian = pytest.mark.skipif(not DEBIAN.is_dir(), reason="dataset-fashion-mnist absent")
 
 
 @pytest.fixture(autouse=True)
@@ -242,7 +246,7 @@ def test_search_order_data_dir_then_env_then_cache(tmp_path, monkeypatch):
     assert locate("mnist")[stem].parent.name == "mnist"
 
 
-@needs_debian
+@needs_fashion
 def test_debian_fashion_mnist_comes_after_data_dir_and_env_and_before_the_cache(
         tmp_path, monkeypatch):
     make_idx_set(tmp_path / "explicit")
@@ -505,7 +509,7 @@ def test_a_download_with_a_wrong_checksum_says_how_to_provide_the_data(tmp_path,
 
 
 # ------------------------------------------------------------------ the real Fashion-MNIST
-@needs_debian
+@needs_fashion
 def test_the_real_fashion_mnist_has_the_official_counts_and_pinned_contents():
     pins = {f.name: f.raw_sha256 for f in DATASETS["fashion-mnist"].files}
     for name, raw in pins.items():

@@ -7,12 +7,12 @@ float64; the oracle for the data-aware truncation is the whitened SVD written ou
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from data_files import DEBIAN, needs_fashion
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from torch import nn
@@ -29,9 +29,6 @@ from corranalysis.runtime import (
 )
 from corranalysis.sweep import sweep
 from corranalysis.truncation import apply_plan, resolve_plan, truncate
-
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(not DEBIAN.is_dir(), reason="dataset-fashion-mnist absent")
 
 
 @pytest.fixture(scope="module")

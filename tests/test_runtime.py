@@ -6,18 +6,15 @@ import json
 import math
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
+from data_files import DEBIAN, needs_fashion
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 from corranalysis.errors import InputError
 from corranalysis.runtime import DEFAULT_OPTIM, Optim, fit, load_trained, lr_factor, train
-
-DEBIAN = Path("/usr/share/datasets/fashion-mnist")
-needs_fashion = pytest.mark.skipif(not DEBIAN.is_dir(), reason="dataset-fashion-mnist absent")
 
 
 @needs_fashion

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import xarray as xr
 import yaml
+from data_files import needs_fashion
 from nbclient import NotebookClient
 
 import corranalysis as ca
@@ -20,9 +21,7 @@ from corranalysis.config import parse_config
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICK = ROOT / "configs" / "quick.yaml"
-pytestmark = pytest.mark.skipif(
-    not Path("/usr/share/datasets/fashion-mnist").is_dir(),
-    reason="needs the real Fashion-MNIST (Debian's dataset-fashion-mnist)")
+pytestmark = needs_fashion
 
 
 def _config(tmp: Path, name: str = "quick", **changes) -> Path:
