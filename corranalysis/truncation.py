@@ -53,6 +53,7 @@ from .kernels import (
     check_finite,
     fine_grain,
     kernel_modules,
+    make_cut,
     matricize,
     module_kind,
     module_legs,
@@ -430,17 +431,20 @@ def _out_covariance(w0: Any, gram: Any, where: str) -> tuple[np.ndarray, np.ndar
     return np.clip(mu[::-1], 0.0, None), u[:, ::-1]
 
 
-def _out_first(layout: LegLayout) -> bool:
-    """Whether a kernel's first natural leg is ``out`` (Linear, Conv: not a transposed
-    convolution's ``in, out, ...`` nor an embedding's ``token, dim``)."""
-    return layout.names[0].split(".")[0] == "out"
+def aware_cut(layout: LegLayout) -> Cut | None:
+    """The cut a data-aware truncation works on: the output legs against the input legs,
+    ``out|in,kh,kw`` (``out.0,out.1|...`` when fine-grained), for a kernel stored out-first
+    (Linear, Conv); None for a transposed convolution's ``in, out, ...`` or an embedding's
+    ``token, dim``."""
+    if layout.names[0].split(".")[0] != "out":
+        return None
+    return make_cut(layout.names, [n for n in layout.names if n.split(".")[0] == "out"])
 
 
 def _truncate_aware(weight: Any, w0: Any, layout: LegLayout, cut_list: Sequence[Cut],
                     spec: KeepSpec, gram: Any, cache: dict | None) -> Truncation:
     """The data-aware truncation W̃ = U_χ U_χᵀ W (module doc) on the cut ``out|rest``."""
-    out_legs = tuple(n for n in layout.names if n.split(".")[0] == "out")
-    if len(cut_list) != 1 or not _out_first(layout) or cut_list[0].left != out_legs:
+    if len(cut_list) != 1 or cut_list[0] != aware_cut(layout):
         got = ";".join(c.label for c in cut_list)
         legs = ", ".join(dict.fromkeys(n.split(".")[0] for n in layout.names))
         raise InputError(f"data-aware truncation works on one cut, out|rest (output legs "
@@ -614,7 +618,7 @@ def resolve_plan(model: nn.Module, plan: PlanLike) -> Plan:
         for cut, k in zip(cut_list, keeps, strict=True):
             k.check(min(cut_dims(layout, cut)), where=f" (plan, layer {name!r}, cut "
                                                        f"{cut.label!r})")
-        if how == "data-aware" and (len(cut_list) != 1 or not _out_first(layout)):
+        if how == "data-aware" and (len(cut_list) != 1 or aware_cut(layout) is None):
             raise InputError(f"plan, layer {name!r}: a data-aware truncation takes one cut, "
                              f"out|rest, of a kernel stored out-first (Linear, Conv); got "
                              f"{spec['cuts']!r} on legs {', '.join(module_legs(modules[name]))}")

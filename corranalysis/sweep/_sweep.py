@@ -77,6 +77,7 @@ from ..truncation import (
     Plan,
     PlanEntry,
     TruncationMetrics,
+    aware_cut,
     cut_dims,
     entry_gram,
     module_layout,
@@ -222,12 +223,11 @@ def build_trials(
     if "data-aware" in hows:
         aware = []
         for name in names:
-            layout = module_layout(modules[name], legs)
-            out_legs = [n for n in layout.names if n.split(".")[0] == "out"]
-            label = f"{','.join(out_legs)}|{','.join(n for n in layout.names if n not in out_legs)}"
-            # out-first kernels only (Linear, Conv): gram_supported says so
-            if not gram_supported(modules[name]) or label not in layer_cuts[name]:
+            cut = aware_cut(module_layout(modules[name], legs))
+            if cut is None or not gram_supported(modules[name]) or (
+                    cut.label not in layer_cuts[name]):
                 continue
+            label = cut.label
             aware.append(name)
             for k in keep_list:
                 trials.append(TrialSpec("layer", name, label, k.label, Plan(
