@@ -136,7 +136,7 @@ def retrain(
     aware = [n for n, e in resolved.items() if e.truncation == "data-aware"]
     grams = None
     if aware:
-        size = getattr(train_loader, "batch_size", None) or 32
+        size = getattr(train_loader, "batch_size", None) or BATCH_SIZE
         grams = input_grams(model, train_loader, aware, dev,
                             max_batches=max(1, -(-GRAM_IMAGES // size)))
     metrics = apply_plan(model, resolved, grams)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ._app import app, console
+from ._app import OverwriteOption, app, console
 
 
 @app.command()
@@ -36,8 +36,7 @@ def seeds(
     runs: list[Path] = typer.Argument(..., help="run directories of one study trained with "
                                       "different seeds (runs/NAME runs/NAME_seed1 ...)"),
     out: Path = typer.Option(..., "--out", "-o", help="netCDF file to write"),
-    overwrite: bool = typer.Option(False, "--overwrite", help="replace an existing file "
-                                   "that corranalysis did not write"),
+    overwrite: OverwriteOption = False,
 ) -> None:
     """Which linkage findings hold across training seeds (their spread, and the sign and
     significance of every correlation in every seed)."""
@@ -59,7 +58,7 @@ def seeds(
     write_netcdf(ds, out)
     table = Table(title=f"across seeds {seed_list}")
     for col in ("measure", "target", "rho per seed", "holds", "partial holds"):
-        table.add_column(col)
+        table.add_column(col, overflow="fold")
     for m in ds["measure"].values:
         for t in ds["target"].values:
             rho = ds["spearman_rho"].sel(measure=m, target=t).values
