@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from torch.utils.data import DataLoader
 
 from corranalysis.data import write_idx
 
@@ -84,3 +85,22 @@ def write_cifar_tar(path: Path, batches: dict[str, object], dataset: str = "cifa
             info.size = len(data)
             tar.addfile(info, io.BytesIO(data))
     return path
+
+
+class Interrupted(Exception):
+    """Stands in for a kill during training."""
+
+
+class KillingLoader(DataLoader):
+    """A DataLoader that dies (raises :class:`Interrupted`) when its ``kill_at``-th pass
+    starts (never when ``kill_at`` is None)."""
+
+    def __init__(self, *args, kill_at: int | None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.kill_at, self.calls = kill_at, 0
+
+    def __iter__(self):
+        self.calls += 1
+        if self.calls == self.kill_at:
+            raise Interrupted
+        return super().__iter__()

@@ -40,15 +40,6 @@ class Tiny(nn.Module):
         return self.classifier(self.features(x))
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny tensors: one thread avoids spin-wait stalls on a busy shared CPU."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture
 def tiny() -> nn.Module:
     torch.manual_seed(0)
@@ -145,8 +136,8 @@ def test_adtn_params_and_shape() -> None:
         a = ADTN(n, depth)
         q = a.qubits
         assert 2 ** (q - 1) < n <= 2**q
-        assert sum(p.numel() for p in a.parameters()) == adtn_params(depth, q) == 16 * depth * (
-            q - 1) + 1
+        assert sum(p.numel() for p in a.parameters()) == adtn_params(depth, q) == (
+            4 * (q // 2) + 16 * ((q - 1) // 2) + 16 * (depth - 1) * (q - 1))
         assert a.weights().shape == (n,)
     with pytest.raises(InputError, match="depth"):
         ADTN(100, 0)
@@ -225,10 +216,11 @@ def test_compression_target(tiny: nn.Module) -> None:
         ({"classifier.1": {"method": "adtn", "depth": 0}}, "depth"),
         ({"nothing.*": {"method": "cp", "rank": 2}}, "matches no layer"),
         ({"features.1": {"method": "cp", "rank": 2}}, "ReLU"),
-        ({"classifier.1": {"method": "tucker", "rank": 2}}, "methods for Linear: mpo, adtn"),
+        ({"classifier.1": {"method": "tucker", "rank": 2}}, "methods for Linear: svd, mpo, adtn"),
         ({"classifier.1": {"method": "mpo", "bond_dim": 2,
                            "factors": {"in": [4, 4, 4], "out": [3, 2, 1]}}}, "multiply to 64"),
-        ({"classifier.1": {"method": "svd"}}, "unknown"),
+        ({"classifier.1": {"method": "tt"}}, "unknown"),
+        ({"classifier.1": {"method": "svd"}}, "exactly one of rank or compression"),
         ({"classifier.1": {"method": "mpo", "bond_dim": 2, "bogus": 1}}, "unknown setting"),
         ({"classifier.1": {"method": "mpo"}}, "exactly one of bond_dim or compression"),
         ({"features.2": {"method": "cp", "compression": 10**6}}, "cannot reach compression"),

@@ -9,6 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import xarray as xr
+from data_files import Interrupted, KillingLoader
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -19,24 +20,6 @@ from corranalysis.runtime import evaluate, train
 
 SIDE = 8
 INFO = SimpleNamespace(in_channels=1, num_classes=4, image_size=SIDE)
-
-
-class Interrupted(Exception):
-    """Stands in for a kill during training."""
-
-
-class KillingLoader(DataLoader):
-    """A shuffling DataLoader that dies when its ``kill_at``-th epoch starts."""
-
-    def __init__(self, *args, kill_at: int, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.kill_at, self.calls = kill_at, 0
-
-    def __iter__(self):
-        self.calls += 1
-        if self.calls == self.kill_at:
-            raise Interrupted
-        return super().__iter__()
 
 
 def _data(n: int, seed: int) -> TensorDataset:

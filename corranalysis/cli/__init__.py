@@ -14,6 +14,7 @@ from rich.markup import escape
 from ..errors import InputError
 from . import run, spectra  # noqa: F401  (register the verbs)
 from ._app import app, console
+from .compare import compare_cmd as _compare_cmd  # noqa: F401  (registers the verb)
 from .report import report_cmd as _report_cmd  # noqa: F401  (registers report and figures)
 from .retrain import retrain_cmd as _retrain_cmd  # noqa: F401  (registers the verb)
 from .sweep import sweep_cmd as _sweep_cmd  # noqa: F401  (registers the verb)

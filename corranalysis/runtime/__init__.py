@@ -10,7 +10,9 @@ schedules, runs the training loop and evaluates.
   batch-major engine for many weight variants, bit-identical to evaluating each (or stopping
   a variant early, :class:`StopRule`);
 * :func:`input_grams`, :func:`output_error` — what a layer sees on real data, and the output
-  error of a changed kernel from it.
+  error of a changed kernel from it;
+* :func:`time_steps` — seconds of one training step and one inference batch, the same
+  measurement for every model.
 """
 
 from ._engine import StopRule, evaluate_variants, evaluate_variants_naive, paired_drop_beyond
@@ -35,13 +37,15 @@ from ._optim import (
     make_optimizer,
     make_scheduler,
 )
+from ._timing import StepTimes, time_steps
 from ._train import RUN_FILES, history_dataset, run_config, save_state_dict, train
 
 __all__ = [
     "BATCH_SIZE", "DEFAULT_OPTIM", "HISTORY_KEYS", "OPTIMIZERS", "RUN_FILES", "SCHEDULES",
-    "EvalResult", "Fit", "Optim", "StopRule", "Trained", "check_data_fits", "check_weights",
+    "EvalResult", "Fit", "Optim", "StepTimes", "StopRule", "Trained", "check_data_fits",
+    "check_weights",
     "evaluate", "evaluate_variants", "evaluate_variants_naive", "fit", "gram_supported",
     "history_dataset", "input_grams", "load_trained", "output_error", "paired_drop_beyond",
     "lr_factor", "make_optimizer", "make_scheduler", "model_sha256", "run_config", "run_record",
-    "save_state_dict", "train",
+    "save_state_dict", "time_steps", "train",
 ]

@@ -11,6 +11,7 @@ from torch import nn
 
 from .adtn import ADTN, ADTNConv2d, ADTNLinear
 from .cp import CPConv2d
+from .factorized import FactorizedConv2d, FactorizedLinear
 from .mpo import MPOConv2d, MPOLinear
 from .plan import LayerPlan, plan
 from .spec import validate_spec
@@ -18,7 +19,7 @@ from .tucker import TuckerConv2d
 
 TABLE_COLUMNS = [
     "layer", "kind", "shape", "method", "rank", "group",
-    "params_before", "params_after", "compression", "init_rel_error",
+    "params_before", "params_after", "params_all_entries", "compression", "init_rel_error",
 ]
 
 
@@ -32,6 +33,10 @@ def _build(p: LayerPlan) -> nn.Module:
     """The replacement module for a non-ADTN layer (random factors until ``load_dense``)."""
     m, e = p.module, p.extra
     bias = m.bias is not None
+    if p.method == "svd" and isinstance(m, nn.Linear):
+        return FactorizedLinear(m.in_features, m.out_features, e["chi"], bias=bias)
+    if p.method == "svd":
+        return FactorizedConv2d(m, e["cut"], e["chi"])
     if p.method == "mpo" and isinstance(m, nn.Linear):
         return MPOLinear(e["in_factors"], e["out_factors"], e["bonds"], bias=bias)
     if p.method == "mpo":
@@ -55,9 +60,12 @@ def _adtn_layers(
                seed=s["seed"])
     gen = gen.to(first.module.weight.device)
     err = float("nan")
-    if init:
+    if init:  # cheap by default: random gates, one rescale; the Adam fit only when asked
         target = torch.cat([p.module.weight.detach().reshape(-1) for p in members])
-        err = gen.fit(target, s["fit_steps"], s["fit_lr"])  # 0 steps: least-squares scale
+        err = gen.rescale(target, s["init_scale"])
+        if s["fit_steps"]:
+            err = gen.fit(target, s["fit_steps"], s["fit_lr"], progress=progress,
+                          desc=f"fit ADTN {first.group}")
     layers: list[nn.Module] = []
     for p in members:
         m = p.module
@@ -79,11 +87,15 @@ def apply(
 ) -> tuple[nn.Module, pd.DataFrame]:
     """Tensorize ``model`` per ``spec``; returns ``(new model, table)``. ``model`` is unchanged.
 
-    ``init=True`` initialises every new layer from the trained one (truncated SVDs for MPO,
-    HOOI for Tucker, ALS for CP, an Adam fit for ADTN); ``init=False`` only builds the
+    ``init=True`` initialises every new layer from the trained one (the truncation for svd,
+    truncated SVDs for MPO,
+    HOOI for Tucker, ALS for CP, random gates rescaled for ADTN and an Adam fit only when its
+    ``fit_steps > 0``, with a bar if ``progress``); ``init=False`` only builds the
     structure (to load a saved tensorized state dict). The table has one row per layer:
-    ``layer, kind, shape, method, rank, group, params_before, params_after, compression,
-    init_rel_error`` (a shared ADTN's parameters are counted on its group's first layer).
+    ``layer, kind, shape, method, rank, group, params_before, params_after,
+    params_all_entries, compression, init_rel_error`` (a shared ADTN's parameters are counted
+    on its group's first layer; ``params_all_entries`` differs from ``params_after`` only for
+    ADTN, where it counts every gate entry and ``params_after`` the free ones).
     """
     spec = validate_spec(spec)
     plans = plan(model, spec)  # every check happens here, before any work
@@ -112,6 +124,7 @@ def apply(
             "layer": p.name, "kind": p.kind, "shape": "x".join(map(str, p.shape)),
             "method": p.method, "rank": p.rank, "group": p.group,
             "params_before": p.params_before, "params_after": p.params_after,
+            "params_all_entries": p.extra.get("params_all_entries", p.params_after),
             "compression": p.params_before / max(p.params_after, 1),
             "init_rel_error": errors[p.name],
         }

@@ -15,8 +15,9 @@ from typing import Any
 from torch import nn
 
 from ..errors import InputError
-from .adtn import adtn_params, adtn_qubits
+from .adtn import adtn_params, adtn_params_all, adtn_qubits
 from .cp import cp_params, max_cp_rank
+from .factorized import best_cut, cut_size, executable_cuts, norm_loss_at, svd_params
 from .mpo import balanced_factors, bond_list, full_bonds, mpo_params
 from .spec import APPLIES_TO
 from .tucker import tucker_params
@@ -145,6 +146,45 @@ def _plan_mpo(p: LayerPlan) -> None:
     p.rank = f"chi={chi} bonds={bonds} out={list(fout)} in={list(fin)}"
 
 
+def _plan_svd(p: LayerPlan) -> None:
+    """Rank and cut of a plain truncation kept factorised: the given cut, or the cut of least
+    norm loss among those that run as two layers (``best``) at the rank that fits."""
+    s, w, bias = p.settings, p.module.weight, _bias(p.module)
+    try:
+        cuts = executable_cuts(p.module)
+    except InputError as exc:
+        raise InputError(f"layer {p.name!r}: {exc}") from None
+    if s["cut"] != "best":
+        if s["cut"] not in cuts:
+            raise InputError(f"layer {p.name!r}: svd cut {s['cut']!r} does not apply to a "
+                             f"{p.kind}; use best or one of {', '.join(cuts)}")
+        cuts = (s["cut"],)
+    shape = tuple(w.shape)
+    if "rank" in s:
+
+        def chi_at(cut: str) -> int:
+            return min(_frac_or_int(s["rank"], min(cut_size(shape, cut))),
+                       min(cut_size(shape, cut)))
+
+        if len(cuts) > 1:  # a rank without a cut: the cut of least norm loss at that rank
+            cuts = (min(cuts, key=lambda c: norm_loss_at(w, c, chi_at(c))),)
+        full = min(cut_size(shape, cuts[0]))
+        chi = _frac_or_int(s["rank"], full)
+        if chi > full:
+            raise InputError(f"layer {p.name!r}: svd rank {chi} is larger than the layer allows "
+                             f"(≤ {full} at cut {cuts[0]!r})")
+        cut, loss = cuts[0], norm_loss_at(w, cuts[0], chi)
+    else:
+        found = best_cut(w, cuts, _target(p, s["compression"]), bias)
+        if found is None:
+            smallest = min(svd_params(shape, c, 1, bias) for c in cuts)
+            raise _unreachable(p, s["compression"], smallest)
+        cut, chi, loss = found
+    p.extra = {"cut": cut, "chi": chi, "norm_loss": loss}
+    p.params_after = svd_params(shape, cut, chi, bias)
+    p.rank = f"cut={cut} chi={chi} norm_loss={loss:.3g}"
+
+
 def _conv_dims(p: LayerPlan) -> tuple[int, int, int, int]:
     m = p.module
     if m.groups != 1 or isinstance(m.padding, str) or m.padding_mode != "zeros":
@@ -213,6 +253,9 @@ def _plan_cp(p: LayerPlan) -> None:
     p.rank = f"R={rank}"
 
 
+PLANNERS = {"svd": _plan_svd, "mpo": _plan_mpo, "tucker": _plan_tucker, "cp": _plan_cp}
+
+
 def plan(model: nn.Module, spec: dict[str, dict]) -> list[LayerPlan]:
     """Resolve a validated ``spec`` on ``model``; raises :class:`InputError` on any problem."""
     plans = []
@@ -226,13 +269,16 @@ def plan(model: nn.Module, spec: dict[str, dict]) -> list[LayerPlan]:
                 f"{pattern!r}); methods for {kind}: {', '.join(APPLIES_TO[kind])}"
             )
         p = LayerPlan(name, module, method, dict(settings), _n_params(module))
-        {"mpo": _plan_mpo, "tucker": _plan_tucker, "cp": _plan_cp}.get(method, lambda _: None)(p)
+        PLANNERS.get(method, lambda _: None)(p)
         plans.append(p)
     _plan_adtn_groups([p for p in plans if p.method == "adtn"])
     return plans
 
 
 def _plan_adtn_groups(plans: list[LayerPlan]) -> None:
+    """Group ADTN layers (``share``), check each group agrees on its settings, place the layers
+    in the generated vector. ``params_after`` is the free count (:func:`.adtn.adtn_params`),
+    ``extra["params_all_entries"]`` counts every gate entry; both on the group's first layer."""
     groups: dict[str, list[LayerPlan]] = {}
     for p in plans:
         p.group = p.settings.get("share", p.name)
@@ -240,7 +286,8 @@ def _plan_adtn_groups(plans: list[LayerPlan]) -> None:
     for gname, members in groups.items():
         first = members[0].settings
         for p in members[1:]:
-            for key in ("depth", "qubits", "nonlinearity", "fit_steps", "fit_lr", "seed"):
+            for key in ("depth", "qubits", "nonlinearity", "fit_steps", "fit_lr", "seed",
+                        "init_scale"):
                 if p.settings.get(key) != first.get(key):
                     raise InputError(
                         f"ADTN group {gname!r}: layers {members[0].name!r} and {p.name!r} "
@@ -256,8 +303,10 @@ def _plan_adtn_groups(plans: list[LayerPlan]) -> None:
             )
         offset = 0
         for i, p in enumerate(members):
-            p.extra = {"qubits": q, "offset": offset, "n_weights": n}
+            own = i == 0  # a shared ADTN's parameters are counted on its first layer
+            p.extra = {"qubits": q, "offset": offset, "n_weights": n, "params_all_entries":
+                       _bias(p.module) + (adtn_params_all(first["depth"], q) if own else 0)}
             offset += p.module.weight.numel()
-            p.params_after = _bias(p.module) + (adtn_params(first["depth"], q) if i == 0 else 0)
+            p.params_after = _bias(p.module) + (adtn_params(first["depth"], q) if own else 0)
             shared = f" shared by {len(members)} layers" if len(members) > 1 else ""
             p.rank = f"M={first['depth']} Q={q}{shared}"

@@ -2,6 +2,7 @@
 
 ```yaml
 classifier.0: {method: adtn, depth: 2}
+features.3: {method: svd, compression: 5}       # plain truncation kept factorised (best cut)
 "features.*": {method: tucker, rank: 0.5}      # rank: int, fraction of full rank, or [r_out, r_in]
 conv2: {method: mpo, bond_dim: 8, factors: {in: [4, 8], out: [8, 8]}}
 conv3: {method: cp, compression: 5}             # or a target compression ratio instead of a rank
@@ -16,20 +17,27 @@ from typing import Any
 
 from ..errors import InputError
 from ..io import read_yaml
+from .factorized import CONV_CUTS, LINEAR_CUTS
 
-METHODS = ("mpo", "tucker", "cp", "adtn")
-APPLIES_TO = {"Linear": ("mpo", "adtn"), "Conv2d": ("mpo", "tucker", "cp", "adtn")}
+SVD_CUTS = (*LINEAR_CUTS, *CONV_CUTS)
+
+METHODS = ("svd", "mpo", "tucker", "cp", "adtn")
+APPLIES_TO = {"Linear": ("svd", "mpo", "adtn"), "Conv2d": ("svd", "mpo", "tucker", "cp", "adtn")}
 KEYS = {
+    "svd": {"rank", "compression", "cut"},
     "mpo": {"bond_dim", "compression", "factors", "sites"},
     "tucker": {"rank", "compression"},
     "cp": {"rank", "compression", "n_iter_max"},
-    "adtn": {"depth", "qubits", "share", "nonlinearity", "fit_steps", "fit_lr", "seed"},
+    "adtn": {"depth", "qubits", "share", "nonlinearity", "fit_steps", "fit_lr", "seed",
+             "init_scale"},
 }
 DEFAULTS = {
+    "svd": {"cut": "best"},
     "mpo": {"sites": 3},
     "tucker": {},
     "cp": {"n_iter_max": 200},
-    "adtn": {"depth": 2, "nonlinearity": "tanh", "fit_steps": 200, "fit_lr": 0.02, "seed": 0},
+    "adtn": {"depth": 2, "nonlinearity": "tanh", "fit_steps": 0, "fit_lr": 0.02, "seed": 0,
+             "init_scale": "rms"},
 }
 
 
@@ -66,7 +74,7 @@ def _check_entry(pattern: str, entry: Any) -> dict[str, Any]:
             f"valid: {sorted(KEYS[method])}"
         )
     out = {"method": method, **DEFAULTS[method], **dict(entry)}
-    if method in ("mpo", "tucker", "cp"):
+    if method in ("svd", "mpo", "tucker", "cp"):
         rank_key = "bond_dim" if method == "mpo" else "rank"
         given = [k for k in (rank_key, "compression") if k in out]
         if len(given) != 1:
@@ -77,6 +85,9 @@ def _check_entry(pattern: str, entry: Any) -> dict[str, Any]:
             c = out["compression"]
             if isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 1:
                 raise InputError(f"spec {where}: compression={c!r} must be a number > 1")
+    if method == "svd" and out["cut"] != "best" and out["cut"] not in SVD_CUTS:
+        raise InputError(f"spec {where}: cut={out['cut']!r}; use best or one of "
+                         f"{', '.join(SVD_CUTS)}")
     if method == "mpo":
         if not _is_int(out["sites"]) or out["sites"] < 1:
             raise InputError(f"spec {where}: sites={out['sites']!r} must be an integer ≥ 1")
@@ -108,6 +119,11 @@ def _check_entry(pattern: str, entry: Any) -> dict[str, Any]:
         if out["nonlinearity"] not in ("tanh", "relu", "none"):
             raise InputError(
                 f"spec {where}: nonlinearity={out['nonlinearity']!r}; use tanh, relu or none"
+            )
+        if out["init_scale"] not in ("rms", "lstsq"):
+            raise InputError(
+                f"spec {where}: init_scale={out['init_scale']!r}; use rms (the trained weights' "
+                "norm) or lstsq (the least-squares multiple)"
             )
         if "share" in out and not isinstance(out["share"], str):
             raise InputError(f"spec {where}: share={out['share']!r} must be a group name (string)")
