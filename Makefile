@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= configs/fashion_cnn4.yaml
 
-.PHONY: demo test lint venv clean bench
+.PHONY: demo notebooks test lint venv clean bench
 
 venv: $(STAMP)
 
@@ -27,7 +27,14 @@ lint: $(STAMP)
 	$(BIN)/python -m ruff check corranalysis tests benchmarks
 
 demo: $(STAMP)
-	bash scripts/demo.sh
+	CONFIG=$(CONFIG) bash scripts/demo.sh
+	$(MAKE) --no-print-directory notebooks CONFIG=$(CONFIG)
+
+# the notebooks run on the finished study and published with their outputs:
+# reports/notebooks/index.html (the committed notebooks stay without outputs; `make test`
+# runs them on the quick study and publishes nothing)
+notebooks: $(STAMP)
+	$(BIN)/python scripts/publish_notebooks.py --config $(CONFIG) --out reports/notebooks
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_spectra.py

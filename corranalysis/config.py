@@ -103,13 +103,32 @@ class LinkageConfig(_Section):
 
 class RetrainConfig(_OptimSection):
     """Re-training from a truncated model (stage ``retrain``); optimiser keys left out take
-    ``corranalysis.retrain.FINE_TUNE``."""
+    ``corranalysis.retrain.FINE_TUNE``.
+
+    ``plan: auto`` compresses every swept layer so that at most ``budget`` of the swept
+    kernels' parameters remain (``corranalysis.retrain.budget_table`` states the rule);
+    ``control`` re-trains the untruncated model the same way, the yardstick of "recovered".
+    """
 
     epochs: Annotated[int, Field(ge=0)] = 3
-    modes: list[Literal["dense", "projected", "local"]] = ["dense", "projected"]
+    modes: list[Literal["control", "dense", "projected", "local"]] = [
+        "control", "dense", "projected"]
     plan: Literal["auto"] | dict[str, Any] = "auto"
-    min_drop: Annotated[float, Field(ge=0, le=100)] = 10.0
+    #: fraction of the swept kernels' parameters the automatic plan keeps (0.5: half)
+    budget: Annotated[float, Field(gt=0, lt=1)] = 0.5
+    #: replaced by ``budget``; refused with a message saying so
+    min_drop: float | None = Field(default=None, exclude=True)
     train_size: PositiveInt | None = None
+
+    @field_validator("min_drop")
+    @classmethod
+    def _min_drop_replaced(cls, value: float | None) -> None:
+        if value is not None:
+            raise ValueError("min_drop is no longer used: the automatic plan now compresses "
+                             "the whole network to a parameter budget; replace it with "
+                             "'budget: 0.5' (the fraction of the swept kernels' parameters "
+                             "to keep)")
+        return None
 
 
 class ReportConfig(_Section):

@@ -198,7 +198,9 @@ class Study:
         write_json({"model": c.model, "dataset": c.dataset, "in_channels": info.in_channels,
                     "num_classes": info.num_classes, "image_size": info.image_size,
                     "checkpoint": str(src),
-                    "checkpoint_sha256": file_sha256(src), "test_accuracy": result.accuracy,
+                    "checkpoint_sha256": file_sha256(src),
+                    "model_sha256": file_sha256(self.run_dir / "model.pt"),
+                    "test_accuracy": result.accuracy,
                     "test_loss": result.loss, "test_size": c.test_size,
                     "package_versions": package_versions()}, self.run_dir / "run.json")
 
@@ -223,7 +225,7 @@ class Study:
               device=self.config.device, plans=s.plans, kinds=s.kinds,
               truncations=s.truncations, calibration=calibration, stop_drop=s.stop_drop,
               out=out, resume=True, workers=s.workers, progress=True,
-              config=self.config.model_dump(mode="json"))
+              config=self.config.model_dump(mode="json"), checkpoint=self.run_dir / "model.pt")
 
     def stage_linkage(self, force: bool) -> None:
         ds = link(read_netcdf(self.run_dir / "sweep.nc"), read_netcdf(self.run_dir / "spectra.nc"),
@@ -232,15 +234,17 @@ class Study:
 
     def stage_retrain(self, force: bool) -> None:
         c, r = self.config, self.config.retrain
-        plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.min_drop)
+        plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.budget)
                 if r.plan == "auto" else r.plan)
         trained = self.trained(train_size=r.train_size, batch_size=r.batch_size)
         parts = [retrain(copy.deepcopy(trained.model), plan, trained.train, trained.test,
                          r.epochs, mode=mode, optim=self.retrain_optim, seed=c.seed,
-                         device=c.device, progress=True)
+                         device=c.device, progress=True, checkpoint=self.run_dir / "model.pt")
                  for mode in r.modes]
         ds = xr.concat(parts, dim=pd.Index(list(r.modes), name="mode"),
                        combine_attrs="drop_conflicts")
+        if r.plan == "auto":
+            ds.attrs["budget"] = r.budget
         write_netcdf(ds, self.run_dir / "recovery.nc")
 
     def stage_report(self, force: bool) -> str:

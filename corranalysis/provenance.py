@@ -1,4 +1,13 @@
-"""Provenance attributes recorded on every result: versions, git commit, device, seed."""
+"""Provenance attributes recorded on every result: versions, git commit, device, seed.
+
+Two checksums name what a result was made from, each with one meaning everywhere (run.json,
+sweep.nc, recovery.nc, the report):
+
+* ``model_sha256``: the SHA-256 of the weight file's bytes (:func:`file_sha256`), what
+  ``sha256sum model.pt`` prints; recorded where the model came from a file;
+* ``params_sha256``: the SHA-256 of the model's tensors (:func:`params_sha256`), the same for
+  the same weights in any file format; what tells whether two results used the same weights.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +18,7 @@ import json
 import platform
 import subprocess
 from pathlib import Path
+from typing import Any
 
 PACKAGES = ("corranalysis", "torch", "numpy", "scipy", "xarray", "quimb", "h5netcdf", "tensorly")
 
@@ -43,6 +53,18 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     with open(path, "rb") as f:
         while block := f.read(chunk):
             h.update(block)
+    return h.hexdigest()
+
+
+def params_sha256(model: Any) -> str:
+    """SHA-256 of a model's state: the name, then the bytes, of every tensor of its
+    ``state_dict()`` in order (parameters and buffers). Equal for equal weights whatever
+    file they were read from; recorded as ``params_sha256`` (``model_sha256`` is the weight
+    file's checksum, :func:`file_sha256`)."""
+    h = hashlib.sha256()
+    for name, value in model.state_dict().items():
+        h.update(name.encode())
+        h.update(value.detach().cpu().contiguous().numpy().tobytes())
     return h.hexdigest()
 
 

@@ -183,7 +183,7 @@ def test_retrain_auto_refuses_a_sweep_of_other_weights(tmp_path):
     ca.sweep(model, data, keeps="frac=0.5,frac=0.1", out=tmp_path / "s.nc")
     other = nn.Sequential(nn.Conv2d(1, 4, 3), nn.Flatten(), nn.Linear(4 * 6 * 6, 3))
     with pytest.raises(InputError, match="other weights"):
-        plan_from_option("auto", str(tmp_path / "s.nc"), 0.0, other)
+        plan_from_option("auto", str(tmp_path / "s.nc"), 0.5, other)
 
 
 def test_a_report_out_that_would_replace_the_run_is_refused(run_dir):

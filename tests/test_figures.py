@@ -10,11 +10,18 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import seaborn as sns  # noqa: E402
+import xarray as xr  # noqa: E402
 from matplotlib.colors import to_rgb  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
 from test_report import example  # noqa: E402
 
 from corranalysis.io import read_netcdf  # noqa: E402
-from corranalysis.linkage import single_trials  # noqa: E402
+from corranalysis.linkage import (  # noqa: E402
+    curves,
+    failing,
+    scope_trials,
+    single_trials,
+)
 from corranalysis.report import figures as F  # noqa: E402
 
 
@@ -26,12 +33,25 @@ def datasets(tmp_path_factory):
 
 
 def _line_colors(fig) -> dict[str, tuple]:
-    """label → colour of the cut legend's handles (figure-level legend)."""
+    """label → colour of the cut legend's line handles (figure-level legend)."""
     out = {}
     for leg in fig.legends:
         for h, t in zip(leg.legend_handles, leg.get_texts(), strict=True):
-            out[t.get_text()] = to_rgb(h.get_color())
+            if isinstance(h, Line2D):
+                out[t.get_text()] = to_rgb(h.get_color())
     return out
+
+
+def _data_lines(ax) -> list[Line2D]:
+    """The lines of ``ax`` that carry data (not the baseline, spans or empty handles)."""
+    return [ln for ln in ax.lines if len(ln.get_xdata()) > 0
+            and not (ln.get_linestyle() == "--" and ln.get_color() == "0.35")]
+
+
+def _distinct(linkage: xr.Dataset, layer: str) -> list[str]:
+    """The cuts of ``layer`` a figure draws: distinct (one per matrix) and χ_max > 1."""
+    row = linkage.sel(layer=layer)
+    return [str(c) for c in row["cut"].values if bool(row["distinct"].sel(cut=c))]
 
 
 def test_palette_is_colorblind_and_stable():
@@ -75,11 +95,93 @@ def test_central_figure_shows_each_layer_and_cut(datasets):
     layers = list(dict.fromkeys(single["layer"].values.tolist()))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == [f"layer {n}" for n in layers]
-    n_lines = sum(len(ax.lines) for ax in fig.axes)
-    pairs = {(a, b) for a, b in zip(single["layer"].values, single["cuts"].values, strict=True)}
-    assert n_lines == len(pairs) + 2 * len(layers)  # + baseline and baseline − δ per panel
-    assert fig.axes[0].get_ylabel() == "test accuracy (%)"
+    n_lines = sum(len(_data_lines(ax)) for ax in fig.axes)
+    pairs = {(a, b) for a, b, nl in zip(single["layer"].values, single["cuts"].values,
+                                        single["norm_loss"].values, strict=True) if nl > 0}
+    assert n_lines == len(pairs)  # without a link to merge by, every truncating cut is drawn
+    assert fig.axes[0].get_ylabel() == "accuracy drop (points)"
     assert fig.axes[0].get_xscale() == "log"
+    plt.close(fig)
+
+
+def test_central_figure_plots_the_drop_on_symlog_with_the_delta_band(datasets):
+    sw, lk = datasets["sweep"], datasets["linkage"]
+    fig = F.accuracy_vs_norm_loss(sw, delta=1.0, cuts=lk)
+    base = float(sw.attrs["baseline_accuracy"])
+    single = single_trials(sw)
+    for ax in fig.axes:
+        name = ax.get_title().removeprefix("layer ")
+        assert ax.get_yscale() == "symlog"
+        lo, hi = ax.get_ylim()
+        assert lo < 0 < 1.0 < hi  # baseline, δ and some room: per-panel limits
+        # the tolerated band runs from the bottom to δ; the sampling margin above it
+        spans = [p for p in ax.patches if p.get_height() > 0]
+        assert any(np.isclose(p.get_y() + p.get_height(), 1.0) for p in spans)
+        lines = _data_lines(ax)
+        assert len(lines) == len(_distinct(lk, name))  # one per distinct cut
+        for line in lines:  # every point is a real trial's drop in points
+            drops = 100 * (base - single["accuracy"].values[single["layer"].values == name])
+            assert np.isin(np.round(line.get_ydata(), 9), np.round(drops, 9)).any()
+        top = max(float(np.nanmax(ln.get_ydata())) for ln in lines)
+        assert hi >= top  # nothing cut off at the top
+    assert "within δ given sampling error" in " ".join(
+        t.get_text() for leg in fig.legends for t in leg.get_texts())
+    plt.close(fig)
+
+
+def test_the_sampling_se_is_the_one_of_the_tolerance_rule(datasets):
+    sw = datasets["sweep"]
+    drop, se = F.paired_drop(sw)
+    assert np.isfinite(se).all() and (se >= 0).all()
+    for delta in (0.5, 1.0, 3.0):  # D − z·SE > δ is exactly linkage.failing
+        z = 1.645
+        expect = failing(sw, delta=delta, z=z)
+        assert ((drop - z * se > delta) == expect).all()
+    # by hand: 4 images, the variant loses two and gains one
+    tiny = xr.Dataset({"accuracy": ("trial", [0.5]),
+                       "correct": (("trial", "image"), [[0, 0, 1, 1]]),
+                       "baseline_correct": ("image", [1, 1, 0, 1])},
+                      attrs={"baseline_accuracy": 0.75})
+    d = np.array([1, 1, -1, 0])
+    drop, se = F.paired_drop(tiny)
+    assert drop[0] == pytest.approx(25.0)
+    assert se[0] == pytest.approx(100 * d.std(ddof=1) / 2)
+
+
+def test_frac_and_loss_keeps_are_separate_series_and_all_layers_says_which_layers(datasets):
+    sw = datasets["sweep"]
+    fig = F.combined_truncations(sw)
+    left, right = fig.axes[:2]
+    for ax, scope in ((left, "all-cuts"), (right, "all-layers")):
+        groups = curves(scope_trials(sw, scope))
+        kinds = sum(len({str(k).split("=")[0] for k in rows["keep"].values})
+                    for rows in groups.values())
+        lines = _data_lines(ax)
+        assert len(lines) == kinds  # frac= and loss= never joined into one line
+        for line in lines:
+            x = np.asarray(line.get_xdata(), float)
+            assert (np.diff(x[np.isfinite(x)]) > 0).all()
+    labels = [t.get_text() for t in right.get_legend().get_texts()]
+    assert "out|in (only 6 has it)" in labels  # only the linear layer has this cut
+    assert "out|in,kh,kw (2 of 3 layers: 0, 3)" in labels
+    plt.close(fig)
+
+
+def test_spectra_are_normalised_and_equivalent_cuts_drawn_once(datasets):
+    spectra, lk = datasets["spectra"], datasets["linkage"]
+    fig = F.spectra_figure(spectra)
+    for ax in fig.axes:
+        name = ax.get_title().split("\n")[0].removeprefix("layer ")
+        lines = _data_lines(ax)
+        assert len(lines) == len(_distinct(lk, name))
+        for line in lines:
+            x, y = np.asarray(line.get_xdata()), np.asarray(line.get_ydata())
+            assert y[0] == pytest.approx(1.0) and x[-1] == pytest.approx(1.0)  # s_1/s_1; χ_max
+            assert (np.diff(y[np.isfinite(y)]) <= 1e-12).all()
+    first = fig.axes[0]  # conv 6x1x3x3: in = 1, so cuts differing by `in` coincide
+    note = " ".join(t.get_text() for t in first.texts)
+    assert "out|in,kh,kw ≡ out,in|kh,kw" in note and "not drawn: out,kh,kw|in" in note
+    assert first.get_xlabel() == "k / χ$_{max}$"
     plt.close(fig)
 
 
@@ -104,12 +206,90 @@ def test_figures_cope_with_partial_sweeps(datasets):
     plt.close(fig)
 
 
-def test_entropy_heatmap_blanks_missing_cuts(datasets):
+def test_entropy_heatmap_is_normalised_greys_trivial_and_merges_equivalent_cuts(datasets):
     spectra = datasets["spectra"]
     fig = F.entropy_heatmap(spectra)
-    mesh = fig.axes[0].collections[0]
-    values = np.ma.getmaskarray(mesh.get_array())
-    assert values.sum() == int((~np.isfinite(spectra["entropy"].values)).sum())
+    ax = fig.axes[0]
+    shown = np.ma.masked_invalid(np.ma.filled(ax.collections[0].get_array(), np.nan))
+    chi = spectra["chi_max"].transpose("layer", "cut").values
+    with np.errstate(divide="ignore", invalid="ignore"):
+        expect = spectra["entropy"].transpose("layer", "cut").values / np.log(chi)
+    ok = ~np.ma.getmaskarray(shown).ravel()
+    assert np.allclose(np.asarray(shown).ravel()[ok], expect.ravel()[ok])
+    assert (np.asarray(shown).ravel()[ok] <= 1 + 1e-12).all()
+    classes = F.cut_classes(spectra)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts.count("χ=1") == int(classes["trivial"].sum()) > 0
+    cuts = np.array([str(c) for c in spectra["cut"].values])
+    eq = classes["equivalent_to"].values
+    merged = (eq != cuts[None, :]) & (eq != "") & ~classes["trivial"].values
+    assert sum(t.startswith("= ") for t in texts) == int(merged.sum()) > 0
+    absent = ~np.isfinite(chi)  # blank, not grey: the layer has no such cut
+    assert int(absent.sum()) + int(merged.sum()) + int(classes["trivial"].sum()) == int(
+        np.ma.getmaskarray(shown).sum())
+    plt.close(fig)
+
+
+def test_norm_loss_panels_are_not_squashed_by_one_tiny_value(datasets):
+    spectra = datasets["spectra"].copy(deep=True)
+    name, cut = "3", "out|in,kh,kw"
+    chi_max = int(spectra["chi_max"].sel(layer=name, cut=cut))
+    spectra["norm_loss"].loc[{"layer": name, "cut": cut, "k": chi_max - 1}] = 1e-11
+    fig = F.norm_loss_figure(spectra, layers=[name])
+    ax = fig.axes[0]
+    lo, _ = ax.get_ylim()
+    assert lo > 1e-8  # the axis does not reach down to the single 1e-11
+    assert any("1e-11" in t.get_text() for t in ax.texts)  # but says where it went
+    assert ax.get_ylim() != F.norm_loss_figure(datasets["spectra"], layers=["0"]).axes[0] \
+        .get_ylim()  # each panel its own range
+    plt.close("all")
+
+
+def test_pareto_front_and_network_ratio():
+    ratio = np.array([1.0, 2.0, 2.0, 3.0, 0.9, np.nan])
+    drop = np.array([0.0, 0.5, 0.2, 4.0, -0.1, 0.0])
+    front = F.pareto_front(ratio, drop)
+    assert front.tolist() == [4, 0, 2, 3]  # 1 is beaten by 2 (same ratio, less drop)
+    trials = xr.Dataset({"params_dense": ("trial", [100, 50]),
+                         "params_factorized": ("trial", [20, 60])})
+    assert F.network_ratio(trials, 1000).tolist() == pytest.approx([1000 / 920, 1000 / 1010])
+
+
+def test_compression_figure_has_a_front_per_layer_and_takes_extra_points(datasets):
+    sw = datasets["sweep"]
+    extra = xr.Dataset({"accuracy": ("point", [0.7, 0.6]), "params": ("point", [120, 40]),
+                        "params_dense": ("point", [432, 432])},
+                       coords={"method": ("point", ["tucker", "tucker"]),
+                               "layer": ("point", ["3", "3"])})
+    fig = F.compression_figure(sw, extra=extra, total_params=1000)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["whole network (every trial)", "layer 0", "layer 3", "layer 6"]
+    layer3 = fig.axes[2]
+    xs = np.concatenate([c.get_offsets()[:, 0] for c in layer3.collections
+                         if len(c.get_offsets())])
+    assert np.isin(np.round([432 / 120, 432 / 40], 9), np.round(xs, 9)).all()
+    assert layer3.get_xscale() == "log" and layer3.get_yscale() == "symlog"
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "tucker" in labels and "truncation (SVD), Pareto front" in labels
+    single = single_trials(sw)
+    rows = single.isel(trial=np.flatnonzero(single["layer"].values == "6"))
+    fronts = [ln for ln in fig.axes[3].lines if ln.get_drawstyle().startswith("steps")]
+    ratio = rows["params_dense"].values / rows["params_factorized"].values
+    assert fronts and np.nanmax(fronts[0].get_xdata()) == pytest.approx(ratio.max())
+    plt.close(fig)
+
+
+def test_the_first_screen_figure_answers_in_three_panels(datasets):
+    sw, lk = datasets["sweep"], datasets["linkage"]
+    fig = F.central_figure(sw, lk)
+    a, b, c = fig.axes[:3]
+    assert [a.get_title()[:3], b.get_title()[:3], c.get_title()[:3]] == ["(a)", "(b)", "(c)"]
+    assert a.get_yscale() == c.get_yscale() == "symlog"
+    median = [ln for ln in b.lines if ln.get_color() == "0.2"][0]
+    assert np.allclose(median.get_ydata(), lk["layer_tolerated_norm_loss"].values,
+                       equal_nan=True)
+    n_cut_lines = sum(len(_distinct(lk, str(n))) for n in lk["layer"].values)
+    assert len(_data_lines(a)) == n_cut_lines
     plt.close(fig)
 
 
@@ -130,4 +310,25 @@ def test_the_tensorize_figure_draws_each_cut_and_all_cuts_of_the_layer(datasets)
                               strict=True) if n == "3"}
     assert set(lines) == {f"truncate {c}" for c in cuts} | {"truncate all cuts"}
     assert to_rgb(lines["truncate all cuts"].get_color()) == to_rgb(F.ALL_CUTS_STYLE["color"])
+    plt.close(fig)
+
+
+def test_compression_figure_reads_a_comparison_with_epochs_and_unreachable_variants(datasets):
+    sw = datasets["sweep"]
+    compare = xr.Dataset(
+        {"accuracy": (("variant", "epoch"), [[0.3, 0.7], [np.nan, np.nan], [0.2, 0.65]]),
+         "params_before": ("variant", [998, 998, 998]),
+         "params_after": ("variant", [200, 0, 100])},
+        coords={"method": ("variant", ["mpo", "cp", "adtn"])},
+        attrs={"baseline_accuracy": 0.8})
+    fig = F.compression_figure(sw, extra=compare, total_params=998)
+    whole = fig.axes[0]
+    xs = np.concatenate([c.get_offsets()[:, 0] for c in whole.collections
+                         if len(c.get_offsets())])
+    ys = np.concatenate([c.get_offsets()[:, 1] for c in whole.collections
+                         if len(c.get_offsets())])
+    for ratio, drop in ((998 / 200, 10.0), (998 / 100, 15.0)):  # fine-tuned, own baseline
+        assert np.isclose(xs, ratio).any() and np.isclose(ys[np.isclose(xs, ratio)], drop).all()
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "mpo" in labels and "adtn" in labels and "cp" not in labels  # nothing to show
     plt.close(fig)

@@ -26,16 +26,23 @@ from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 from corranalysis.errors import InputError  # noqa: E402
 from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
 from corranalysis.kernels import extract_kernels  # noqa: E402
-from corranalysis.linkage import link  # noqa: E402
+from corranalysis.linkage import failing, link, scoped_sweep  # noqa: E402
 from corranalysis.pipeline import Run, load_run  # noqa: E402
 from corranalysis.report import build_figures, build_report  # noqa: E402
+from corranalysis.report._build import (  # noqa: E402
+    best_compression,
+    depth_answer,
+    headline,
+    plan_rows,
+)
 from corranalysis.retrain import retrain  # noqa: E402
 from corranalysis.spectra import compute_spectra  # noqa: E402
 from corranalysis.sweep import sweep  # noqa: E402
 from corranalysis.tensorize.run import results_dataset  # noqa: E402
 
-STEMS = ("spectra", "entropy", "norm_loss", "accuracy_vs_norm_loss", "accuracy_vs_kept_fraction",
-         "combined_truncations", "tolerance", "depth", "recovery", "tensorize")
+STEMS = ("spectra", "entropy", "norm_loss", "central", "accuracy_vs_norm_loss",
+         "accuracy_vs_kept_fraction", "combined_truncations", "compression", "tolerance", "depth",
+         "recovery", "tensorize")
 KEEPS = "frac=1,frac=0.7,frac=0.5,frac=0.3,frac=0.15,frac=0.05,loss=0.05,loss=0.2"
 
 
@@ -92,6 +99,7 @@ def make_run(root: Path, tensorize: bool = True) -> Path:
                root / "stages.json")
     if tensorize:
         table = {"layer": ["3"], "params_before": [432], "params_after": [120],
+                 "params_all_entries": [120],
                  "compression": [3.6], "init_rel_error": [0.3], "method": ["tucker"],
                  "kind": ["conv2d"], "shape": ["8x6x3x3"], "rank": ["(4, 3)"], "group": ["g0"]}
         history = {"accuracy": [0.5, 0.7, 0.8], "loss": [1.0, 0.8, 0.6],
@@ -171,8 +179,9 @@ def fast_figures(monkeypatch):
     from corranalysis.report import _build as report
     from corranalysis.report.figures import figure_makers
 
-    def stub(datasets, out_dir, formats=("png", "pdf"), width=None, layers=None):
-        stems = list(figure_makers(datasets, width, layers))
+    def stub(datasets, out_dir, formats=("png", "pdf"), width=None, layers=None,
+             total_params=None):
+        stems = list(figure_makers(datasets, width, layers, total_params=total_params))
         for stem in stems:
             for fmt in formats:
                 (out_dir / f"{stem}.{fmt}").write_bytes(b"stub")
@@ -371,3 +380,85 @@ def test_the_report_folder_can_be_read_by_others(built, tmp_path, fast_figures):
         os.umask(old)
     assert stat.S_IMODE(out.stat().st_mode) == 0o755
     assert stat.S_IMODE((out / "index.html").stat().st_mode) == 0o644
+
+
+# --------------------------------------------------------------------------- the first screen
+
+
+def test_the_first_screen_asks_the_question_and_answers_it_in_a_few_sentences(built):
+    run, report = built
+    loaded = load_run(run)
+    head = headline(loaded)
+    assert "deeper layers tolerate larger norm losses" in head["question"]
+    assert "Singh, Jahromi and Orús" in head["question"]
+    assert 3 <= len(head["sentences"]) <= 4
+    lk = loaded.datasets["linkage"]
+    verdict, trend = depth_answer(lk)
+    assert head["verdict"] == verdict and head["sentences"][0].startswith(trend)
+    assert "ρ = " in trend and "first layer" in trend  # the correlation behind the verdict
+    ci = lk["baseline_accuracy_ci"].values
+    assert f"95 % CI {100 * ci[0]:.1f} %–{100 * ci[1]:.1f} %" in head["sentences"][1]
+    assert head["sentences"][2].startswith("Compression")
+    html = (report / "index.html").read_text()
+    answer = html.split('<section id="answer">')[1].split("</section>")[0]
+    assert 'id="fig-central"' in answer and 'src="figures/central.png"' in answer
+    for sentence in head["sentences"]:  # the page shows them (HTML-escaped)
+        assert sentence.replace("'", "&#39;").replace("&", "&amp;")[:60] in answer
+    assert html.index('id="answer"') < html.index('id="setup"') < html.index('id="findings"')
+
+
+def _link(low, high) -> xr.Dataset:
+    """A link of one cut per layer with the given censored tolerances."""
+    low, high = np.asarray(low, float)[:, None], np.asarray(high, float)[:, None]
+    layers = [f"l{i}" for i in range(len(low))]
+    return xr.Dataset({"tolerated_norm_loss": (("layer", "cut"), low),
+                       "tolerated_norm_loss_high": (("layer", "cut"), high),
+                       "distinct": (("layer", "cut"), np.ones(low.shape, bool))},
+                      coords={"layer": layers, "cut": ["out|in"]})
+
+
+@pytest.mark.parametrize("low, high, verdict", [
+    ([0.0, 0.1, 0.3, 0.5, 0.6], [0.05, 0.2, 0.4, 0.6, 0.7], "Yes"),
+    ([0.0, 0.3, 0.6, 0.2, 0.01], [0.05, 0.4, 0.7, 0.3, 0.05], "Partly: up to a point"),
+    ([0.6, 0.5, 0.4, 0.2, 0.1], [0.7, 0.6, 0.5, 0.3, 0.2], "No, the opposite"),
+    ([0.3, 0.35, 0.3, 0.33, 0.31], [0.5, 0.5, 0.5, 0.5, 0.5], "Not clearly"),
+])
+def test_the_verdict_on_depth_follows_the_censored_ranges(low, high, verdict):
+    got, sentence = depth_answer(_link(low, high))
+    assert got == verdict
+    assert sentence.startswith("The tolerated norm loss")
+    assert "in l0 (the first layer)" in sentence and "(the last)" in sentence
+
+
+def test_the_compression_claimed_is_the_best_tolerated_trial(built):
+    run, _ = built
+    loaded = load_run(run)
+    sw, lk = loaded.datasets["sweep"], loaded.datasets["linkage"]
+    best = best_compression(sw, 1.0, float(lk.attrs["z"]), total=2000)
+    scoped = scoped_sweep(sw)
+    ok = ~failing(scoped, delta=1.0, z=float(lk.attrs["z"]))
+    net = 2000 / (2000 - scoped["params_dense"].values + scoped["params_factorized"].values)
+    assert best["network_ratio"] == pytest.approx(net[ok].max())
+    assert best["params_after"] == round(2000 / best["network_ratio"])
+    assert best_compression(sw, 0.0, 0.0, total=2000) is None or \
+        best_compression(sw, 0.0, 0.0, total=2000)["network_ratio"] > 1
+
+
+def test_two_baselines_are_explained_and_the_plan_is_a_table(built, tmp_path, fast_figures):
+    run, _ = built
+    loaded = load_run(run)
+    full = float(loaded.datasets["sweep"].attrs["baseline_accuracy"]) + 0.004
+    record = {**loaded.record, "test_accuracy": full}
+    other = Run(path=loaded.path, config=loaded.config, record=record, stages=loaded.stages,
+                datasets=loaded.datasets)
+    head = headline(other)
+    assert f"{100 * full:.1f} %" in head["baselines"] and "full test set" in head["baselines"]
+    assert "not the training record" in head["sentences"][1]  # the answer says which one
+    assert headline(loaded)["baselines"] is None  # one baseline: nothing to explain
+    rows = plan_rows(loaded.datasets["recovery"])
+    assert rows == [{"layer": "3", "cuts": "out|in,kh,kw", "keep": "frac=0.15",
+                     "chi": rows[0]["chi"], "other": ""}]
+    html = (build_report(other, tmp_path / "rep") / "index.html").read_text()
+    setup = html.split('<section id="setup">')[1].split("</section>")[0]
+    assert '<table id="plan">' in setup and "frac=0.15" in setup and "{&#34;" not in setup
+    assert 'id="baselines"' in setup

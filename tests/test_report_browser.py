@@ -56,3 +56,21 @@ def test_screenshot_is_not_blank(report, tmp_path):
     # many distinct colours and a real spread: text, tables and plots were drawn
     assert img.std() > 0.05
     assert len(np.unique((img[::7, ::7] * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+
+
+def test_the_answer_and_the_central_figure_fill_the_first_screen(report, tmp_path):
+    url = (report / "index.html").resolve().as_uri()
+    res = _chromium(tmp_path, "--window-size=1400,900", "--dump-dom", url)
+    body = re.search(r"<body[^>]*>", res.stdout)
+    assert body, res.stderr[-2000:]
+    # the page area of a 1400×900 window: its width, the height less the browser's bars
+    width, height = map(int, re.search(r'data-viewport="(\d+)x(\d+)"', body.group(0)).groups())
+    assert width == 1400 and 700 <= height <= 900, body.group(0)
+    visible = re.search(r'data-first-screen="([^"]*)"', body.group(0)).group(1).split()
+    assert visible == ["headline", "fig-central"]  # both wholly inside, no scrolling
+    shot = tmp_path / "first.png"
+    _chromium(tmp_path, f"--screenshot={shot}", "--window-size=1400,900", url)
+    img = mpimg.imread(shot)[..., :3]
+    assert img.shape[:2] == (900, 1400)
+    figure = img[450:850:5, 150:1250:5]  # where the central figure sits: a drawn plot
+    assert len(np.unique((figure * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50

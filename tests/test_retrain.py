@@ -18,6 +18,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from corranalysis.cli import main
 from corranalysis.errors import InputError
+from corranalysis.provenance import file_sha256
 from corranalysis.retrain import auto_plan, retrain
 from corranalysis.runtime import Optim, evaluate
 from corranalysis.sweep import sweep
@@ -67,14 +68,14 @@ def test_training_recovers_accuracy():
     assert float(ds.accuracy[-1]) > float(ds.accuracy[0])
 
 
-def test_auto_plan_picks_the_most_aggressive_trial_dropping_at_least_10_points():
+def test_auto_plan_compresses_every_layer_it_can_within_the_budget():
     sw = sweep(tiny_cnn(), loader(), keeps="frac=1,frac=0.5,frac=0.1")
-    sw.attrs["baseline_accuracy"] = 1.0  # every truncation now "drops" >= 10 points
-    plan = auto_plan(sw, 10.0)
-    best = int(np.argmax(sw.norm_loss.values))
-    assert plan == json.loads(str(sw.plan.values[best]))
-    with pytest.raises(InputError, match="no trial"):
-        auto_plan(sw, 101.0)
+    plan = auto_plan(sw, 0.2)  # 353 of 1,766 parameters: more than the classifier must give
+    tried = [json.loads(str(p)) for p in sw.plan.values]
+    assert len(plan) >= 2
+    assert all({name: entry} in tried for name, entry in plan.items())
+    with pytest.raises(InputError, match="larger budget"):
+        auto_plan(sw, 0.01)
 
 
 @pytest.mark.parametrize("kwargs, words", [
@@ -149,11 +150,13 @@ def test_cli_sweep_then_retrain_auto(fake_data, checkpoint, tmp_path):
     xr.testing.assert_equal(sw.drop_attrs(), api.drop_attrs())
     rec = tmp_path / "recovery.nc"
     assert run_cli(["retrain", checkpoint, "--model", MODEL, "--dataset", "tiny", "--plan",
-                    "auto", "--sweep", out, "--min-drop", "1", "--epochs", "1", "--out", rec,
+                    "auto", "--sweep", out, "--budget", "0.5", "--epochs", "1", "--out", rec,
                     "--no-progress"]) == 0
     ds = xr.open_dataset(rec, engine="h5netcdf").load()
     assert ds.accuracy.dims == ("mode", "epoch") and list(ds["mode"].values) == [
-        "dense", "projected"]
+        "control", "dense", "projected"]
+    assert ds.attrs["model_sha256"] == sw.attrs["model_sha256"] == file_sha256(checkpoint)
+    assert ds.attrs["budget"] == 0.5 and ds.attrs["compression"] > 1
 
 
 def test_cli_retrain_with_a_plan_file(fake_data, checkpoint, tmp_path):

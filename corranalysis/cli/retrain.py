@@ -30,13 +30,16 @@ def retrain_cmd(
     model: ModelOption = None,
     dataset: DatasetOption = None,
     plan: str = typer.Option(..., help="plan file (YAML/JSON {layer: {cuts: [..], keep: "
-                             "'frac=0.2'}}) or 'auto' (with --sweep)"),
+                             "'frac=0.2'}}) or 'auto' (with --sweep: every swept layer "
+                             "compressed to --budget)"),
     epochs: int = typer.Option(..., "--epochs", "-e", help="epochs of re-training"),
     out: Path = typer.Option(..., "--out", "-o", help="recovery netCDF file to write"),
     sweep: Path | None = typer.Option(None, "--sweep", help="sweep file for --plan auto"),
-    min_drop: float = typer.Option(10.0, help="--plan auto: accuracy drop (points) at least"),
-    mode: list[str] = typer.Option(["dense", "projected"], help="dense | projected | local "
-                                   "(repeatable, or 'all')"),
+    budget: float = typer.Option(0.5, help="--plan auto: fraction of the swept kernels' "
+                                 "parameters to keep (0 < budget < 1)"),
+    mode: list[str] = typer.Option(["control", "dense", "projected"],
+                                   help="control (the untruncated model) | dense | projected | "
+                                   "local (repeatable, or 'all')"),
     optimizer: OptimizerOption = "sgd",
     lr: LrOption = 0.002,
     momentum: MomentumOption = 0.9,
@@ -75,19 +78,24 @@ def retrain_cmd(
                            test_size=test_size, data_dir=data_dir, seed=seed, device=device)
     if trained.test is None:
         raise InputError(f"retrain {str(checkpoint)!r}: give --dataset (no run.json beside it)")
-    chosen = plan_from_option(plan, str(sweep) if sweep else None, min_drop, trained.model)
+    chosen = plan_from_option(plan, str(sweep) if sweep else None, budget, trained.model)
     resolved = resolve_plan(trained.model, chosen)
     console.print(f"plan: {resolved.to_json()}")
     results = []
     for m in modes:
         ds = retrain(copy.deepcopy(trained.model), resolved, trained.train, trained.test, epochs,
-                     m, optim=optim, device=trained.device, seed=seed, progress=progress)
+                     m, optim=optim, device=trained.device, seed=seed, progress=progress,
+                     checkpoint=checkpoint)
         console.print(f"{m}: accuracy " + " → ".join(f"{a:.4f}" for a in ds.accuracy.values)
-                      + f" (untruncated {ds.attrs['baseline_accuracy']:.4f})")
+                      + f" (untruncated {ds.attrs['baseline_accuracy']:.4f}); re-truncated at "
+                      f"the plan's χ {float(ds.retruncated_accuracy[-1]):.4f}, norm loss "
+                      f"{float(ds.network_norm_loss[-1]):.3f}")
         results.append(ds)
     out_ds = xr.concat(results, dim=xr.DataArray(modes, dims="mode", name="mode"),
                        combine_attrs="drop_conflicts")
     out_ds.attrs.update(checkpoint=str(checkpoint), model=trained.model_spec,
                         dataset=str(trained.dataset), modes=",".join(modes), plan_source=plan)
+    if plan == "auto":
+        out_ds.attrs["budget"] = budget
     write_netcdf(out_ds, out)
     console.print(f"wrote {out}")

@@ -106,6 +106,7 @@ def sweep_cmd(
           kinds=kinds, legs=legs, truncations=truncations, calibration=calibration,
           stop_drop=stop_drop, out=out, resume=resume, workers=workers, scheduler=scheduler,
           method=method, progress=progress, overwrite=overwrite,
-          source=source if (workers or scheduler) else None, config=config)
+          source=source if (workers or scheduler) else None, config=config,
+          checkpoint=checkpoint)
     console.print(summary_table(read_netcdf(out)))
     console.print(f"wrote {out}")

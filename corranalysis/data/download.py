@@ -10,9 +10,8 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
-from tqdm.auto import tqdm
-
 from ..errors import InputError
+from ..progress import progress_bar
 from .registry import RemoteFile
 
 TIMEOUT_S = 60
@@ -46,8 +45,8 @@ def _fetch(url: str, out, name: str, progress: bool | None) -> str:
         total = int(total) if total and total.isdigit() else None
         got = 0
         disable = True if progress is False else (False if progress else None)
-        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}",
-                  disable=disable, leave=False) as bar:
+        with progress_bar(total=total, unit="B", unit_scale=True, desc=f"download {name}",
+                          disable=disable, leave=False) as bar:
             while block := resp.read(CHUNK):
                 out.write(block)
                 h.update(block)

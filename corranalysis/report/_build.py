@@ -24,11 +24,23 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 import numpy as np
 import xarray as xr
+from scipy.stats import spearmanr
 
 from .. import __version__
 from ..errors import InputError
 from ..io import shareable
-from ..linkage import curves, scope_trials, single_trials, tolerated_norm_loss, truncated_layers
+from ..linkage import (
+    Z_95,
+    curves,
+    failing,
+    scope_trials,
+    scoped_sweep,
+    single_trials,
+    tolerated_norm_loss,
+    trial_truncation,
+    truncated_layers,
+)
+from . import figures
 from .figures import figure_makers, save_figure
 
 if TYPE_CHECKING:  # the pipeline imports the report; the report only names its Run
@@ -42,27 +54,51 @@ SECTIONS = (
     ("spectra", "Spectra", ("spectra", "entropy", "norm_loss")),
     ("truncation", "Truncation and accuracy",
      ("accuracy_vs_norm_loss", "accuracy_vs_kept_fraction", "combined_truncations")),
+    ("compression", "Compression against accuracy", ("compression",)),
     ("linkage", "Tolerated norm loss and spectra–accuracy correlations",
      ("tolerance", "depth")),
     ("recovery", "Recovery by re-training", ("recovery",)),
     ("tensorize", "Tensorized layers against truncation", ("tensorize",)),
 )
+_DROP = ("Accuracy drop in points below the untruncated baseline (symlog: linear within "
+         "±δ, logarithmic beyond; each panel its own range). Green: tolerated drops (≤ δ); "
+         "hatched: the sampling margin up to δ + z·SE, where a drop still counts as "
+         "tolerated by the paired test.")
 CAPTIONS = {
-    "training": "Training and test accuracy per epoch of the original training.",
-    "spectra": "Singular values s_k of each kernel matricised across each cut (log scale), "
-               "one panel per layer, one line per cut.",
-    "entropy": "Entanglement (von Neumann) entropy in nats per layer and cut; blank where a "
-               "cut does not exist for the layer.",
+    "central": "(a) Accuracy drop after truncating one layer along one cut against the norm "
+               "loss of the truncation, every distinct cut of every layer, coloured by depth. "
+               "(b) The tolerated norm loss of each distinct cut at its layer (dot; bar up to "
+               "the first failing truncation: the true tolerance lies in between) and the "
+               "median over the layer's cuts (line). (c) Accuracy drop against the "
+               "whole-network compression ratio (dense / truncated parameters) of every "
+               "trial, with the Pareto front of each truncation. " + _DROP,
+    "training": "Training and test accuracy per epoch of the original training (full test "
+                "set).",
+    "spectra": "Normalised singular values s_k/s_1 of each kernel matricised across each cut, "
+               "against k/χ_max, so cuts and layers of any size compare; one panel per layer, "
+               "one line per distinct cut (labels with the same matrix drawn once and named "
+               "in the panel; χ_max = 1 cuts left out).",
+    "entropy": "Normalised entropy S/ln χ_max per layer and cut (1: a flat spectrum, 0: rank "
+               "one), comparable across cuts of any size. Dark grey: χ_max = 1, nothing to "
+               "truncate; light grey \"= n\": the same matrix as cut n; blank where the layer "
+               "has no such cut.",
     "norm_loss": "Norm loss Σ_{j>χ} s_j² / Σ s² when keeping a fraction χ/χ_max of the "
-                 "singular values (log scale), per layer and cut.",
-    "accuracy_vs_norm_loss": "Central figure: test accuracy after truncating one layer "
-                             "along one cut, against the norm loss of the truncation; one "
-                             "panel per layer, one line per cut. Dashed: untruncated baseline; "
-                             "dotted: baseline − δ.",
-    "accuracy_vs_kept_fraction": "Test accuracy against the kept fraction χ/χ_max of "
-                                 "singular values, per layer and cut.",
+                 "singular values (log scale, each panel its own range; where a few values "
+                 "near full rank fall far below the rest, they run off the bottom and the "
+                 "smallest is named), per layer and distinct cut.",
+    "accuracy_vs_norm_loss": "The central figure per layer: accuracy drop after truncating "
+                             "one layer along one cut, against the norm loss of the "
+                             "truncation; one line per distinct cut over χ (frac= and loss= "
+                             "keeps both pick χ), shaded ± z·SE. " + _DROP,
+    "accuracy_vs_kept_fraction": "Accuracy drop against the kept fraction χ/χ_max of "
+                                 "singular values, per layer and distinct cut. " + _DROP,
     "combined_truncations": "Left: all cuts of one layer truncated at once. Right: one cut "
-                            "truncated in all layers at once.",
+                            "truncated in every layer that has it (the label says which). "
+                            "frac= keeps (solid) and loss= keeps (dashed, open) are "
+                            "separate series: they truncate differently. " + _DROP,
+    "compression": "Accuracy drop against compression ratio (dense / compressed parameters) "
+                   "with the Pareto front of each method: the whole network (every trial) "
+                   "and each layer alone (its single-cut and all-cut truncations). " + _DROP,
     "tolerance": "(a) Largest norm loss each layer and cut tolerates with an accuracy drop of "
                  "at most δ points; (b) entropy against that tolerance; (c) Spearman rank "
                  "correlations between spectral measures and accuracy-side targets.",
@@ -113,6 +149,7 @@ def _tolerance(linkage: xr.Dataset) -> list[tuple[str, float, str, float]]:
 
 
 _MEASURE_NAMES = {"renyi2": "Rényi-2 entropy", "entropy": "von Neumann entropy",
+                  "normalized_entropy": "normalised entropy S/ln χ_max",
                   "effective_rank_ratio": "effective rank / χ_max",
                   "spectral_norm_loss_at_frac": "spectral norm loss at the fixed frac"}
 
@@ -318,6 +355,251 @@ def tensorize_rows(tz: xr.Dataset, sw: xr.Dataset) -> list[dict[str, Any]]:
     return rows
 
 
+# --------------------------------------------------------------------------- the first screen
+
+PAPER = "Singh, Jahromi and Orús (arXiv 2403.14379)"
+
+
+def _points(delta: float) -> str:
+    return f"{delta:g} point" + ("" if delta == 1 else "s")
+
+
+def _range(low: float, high: float) -> str:
+    """A censored tolerance [low, high) in two significant digits: ``0.28–0.38``; ``≥ 0.5``
+    when nothing failed (high = 1)."""
+    def num(x: float) -> str:
+        return f"{x:#.2g}" if x > 0 else "0"
+
+    if not math.isfinite(low):
+        return "n/a"
+    if not math.isfinite(high) or high >= 1.0:
+        return f"≥ {num(low)}"
+    return f"{num(low)}–{num(high)}"
+
+
+def _layer_tolerances(lk: xr.Dataset) -> list[tuple[str, float, float]]:
+    """(layer, median tolerated norm loss, median first-failing norm loss) over each layer's
+    distinct cuts (all its cuts when none is distinct), in forward order."""
+    low = lk["tolerated_norm_loss"].transpose("layer", "cut").values
+    high = (lk["tolerated_norm_loss_high"].transpose("layer", "cut").values
+            if "tolerated_norm_loss_high" in lk else np.full(low.shape, np.nan))
+    distinct = (lk["distinct"].transpose("layer", "cut").values if "distinct" in lk
+                else np.isfinite(low))
+    out = []
+    for i, name in enumerate(str(n) for n in lk["layer"].values):
+        use = distinct[i] & np.isfinite(low[i]) if (distinct[i] & np.isfinite(low[i])).any() \
+            else np.isfinite(low[i])
+        if use.any():
+            out.append((name, float(np.median(low[i][use])), float(np.median(high[i][use]))))
+    return out
+
+
+def depth_answer(lk: xr.Dataset) -> tuple[str, str]:
+    """(verdict, sentence): whether deeper layers tolerate larger norm losses — the trend of
+    the paper — from the link's censored tolerances (median over each layer's distinct
+    cuts) and the Spearman correlation of depth with the tolerated norm loss over the
+    distinct layer–cut pairs.
+
+    "Yes" when the most tolerant layer's range lies wholly above the first layer's and the
+    last layer's does not fall wholly below it; "Partly: up to a point" when it rises so
+    and then falls; "No, the opposite" for a significant negative correlation otherwise;
+    else "Not clearly". The sentence gives the ranges and ρ."""
+    tol = _layer_tolerances(lk)
+    low = lk["tolerated_norm_loss"].transpose("layer", "cut").values
+    pairs = (lk["distinct"].transpose("layer", "cut").values if "distinct" in lk
+             else np.ones(low.shape, bool)) & np.isfinite(low)
+    depth = np.broadcast_to(np.arange(low.shape[0])[:, None], low.shape)
+    n = int(pairs.sum())
+    rho, p = ((float(v) for v in spearmanr(depth[pairs], low[pairs])) if n >= 3
+              else (math.nan, math.nan))
+    if len(tol) < 2 or not math.isfinite(rho):
+        return "Cannot tell", ("Too few layers or distinct cuts were truncated to compare "
+                               "tolerances across depth.")
+    peak = max(range(len(tol)), key=lambda i: tol[i][1])
+    rise = peak > 0 and tol[peak][1] >= tol[0][2]  # the ranges do not overlap
+    fall = peak < len(tol) - 1 and tol[-1][2] <= tol[peak][1]
+    if rise and not fall:
+        verdict = "Yes"
+    elif rise:
+        verdict = "Partly: up to a point"
+    elif rho < 0 and p < 0.05:
+        verdict = "No, the opposite"
+    else:
+        verdict = "Not clearly"
+
+    def at(i: int) -> str:
+        name, lo, hi = tol[i]
+        return f"{_range(lo, hi)} in {name}"
+
+    path = f"from {at(0)} (the first layer)"
+    if 0 < peak < len(tol) - 1:
+        path += f" to {at(peak)}, then falls to {at(len(tol) - 1)} (the last)"
+    elif peak == len(tol) - 1:
+        path += f" to {at(peak)} (the last)"
+    else:
+        path += f", its largest, to {at(len(tol) - 1)} (the last)"
+    verb = "rises" if peak > 0 else "goes"
+    return verdict, (f"The tolerated norm loss {verb} {path}; depth and tolerance "
+                     f"rank-correlate at ρ = {rho:+.2f} (p = {p:.2g}, {n} distinct "
+                     f"layer–cut pairs).")
+
+
+def network_params(run: Run) -> float | None:
+    """The whole network's parameters, from the training record (None when unknown)."""
+    n = run.record.get("n_params")
+    return float(n) if isinstance(n, (int, float)) and n > 0 else None
+
+
+def best_compression(sw: xr.Dataset, delta: float, z: float,
+                     total: float | None = None) -> dict[str, Any] | None:
+    """The tolerated trials (:func:`corranalysis.linkage.failing` is false) that compress
+    most: over the whole network (``total`` parameters; default the truncated layers'
+    kernels) and for one layer alone. None when no trial compresses within δ."""
+    scoped = scoped_sweep(sw)
+    total = float(total) if total else figures.truncated_params(scoped)
+    ok = ~failing(scoped, delta=delta, z=z)
+    net = figures.network_ratio(scoped, total)
+    layer_ratio = (np.asarray(scoped["params_dense"].values, float)
+                   / np.asarray(scoped["params_factorized"].values, float))
+    one = ok & (np.asarray(scoped["scope"].values) != "all-layers")
+    if not (ok & (net > 1)).any():
+        return None
+
+    def describe(i: int) -> dict[str, Any]:
+        scope = str(scoped["scope"].values[i])
+        layers = str(scoped["layer"].values[i]).split(",")
+        cuts = str(scoped["cuts"].values[i])
+        return {"scope": scope, "layers": layers, "n_layers": len(layers),
+                "cuts": "every cut" if scope == "all-cuts" else f"cut {cuts}",
+                "keep": str(scoped["keep"].values[i]),
+                "truncation": str(trial_truncation(scoped)[i]),
+                "accuracy": float(scoped["accuracy"].values[i]),
+                "network_ratio": float(net[i]), "layer_ratio": float(layer_ratio[i]),
+                "params_after": int(round(total - float(scoped["params_dense"].values[i])
+                                          + float(scoped["params_factorized"].values[i])))}
+
+    best = describe(int(np.flatnonzero(ok)[np.argmax(np.where(ok, net, -np.inf)[ok])]))
+    best["total"] = int(total)
+    if one.any():
+        best["one_layer"] = describe(int(np.flatnonzero(one)[np.argmax(layer_ratio[one])]))
+    return best
+
+
+def _compression_sentence(best: dict[str, Any] | None, delta: float) -> str:
+    if best is None:
+        return (f"Compression: no truncation in the sweep shrinks the network while keeping "
+                f"the drop within δ = {_points(delta)}.")
+    how = (f"{best['cuts']} of {', '.join(best['layers'])}" if best["n_layers"] <= 2
+           else f"{best['cuts']} in {best['n_layers']} layers")
+    method = "" if best["truncation"] == "svd" else f", {best['truncation']}"
+    out = (f"Compression within δ: the best truncation shrinks the whole network "
+           f"{best['network_ratio']:.2f}× ({best['total']:,} → {best['params_after']:,} "
+           f"parameters: {how}, {best['keep']}{method}, {_pct(best['accuracy'])})")
+    one = best.get("one_layer")
+    if one is not None:
+        method = "" if one["truncation"] == "svd" else f", {one['truncation']}"
+        out += (f"; one layer alone up to {one['layer_ratio']:.1f}× "
+                f"({one['layers'][0]}, {one['cuts']}, {one['keep']}{method})")
+    return out + "."
+
+
+def _spectra_sentence(lk: xr.Dataset) -> str | None:
+    """Whether the spectra predict the tolerance beyond the matrix size (partial
+    correlations given ln χ_max), in one sentence."""
+    target = "tolerated_norm_loss"
+    if "partial_rho" not in lk or "log_chi_max" not in lk["measure"].values:
+        return None
+    shape_r, shape_p = _rho(lk, "spearman", measure="log_chi_max", target=target)
+    part = lk["partial_rho"].sel(target=target).drop_sel(measure="log_chi_max")
+    if not (math.isfinite(shape_r) and np.isfinite(part.values).any()):
+        return None
+    m = str(part["measure"].values[int(np.nanargmax(np.abs(part.values)))])
+    pr, pp = _rho(lk, "partial", measure=m, target=target)
+    label = _MEASURE_NAMES.get(m, m.replace("_", " "))
+    verdict = ("adds to it" if pp < 0.05 else "adds nothing significant")
+    return (f"Matrix size alone (ln χ_max) rank-correlates with the tolerated norm loss at "
+            f"ρ = {shape_r:+.2f} (p = {shape_p:.2g}); the spectrum {verdict}: {label}, "
+            f"partial ρ = {pr:+.2f} given the size (p = {pp:.2g}).")
+
+
+def headline(run: Run) -> dict[str, Any]:
+    """The first screen: the study's question, three or four plain sentences answering it
+    (with the censored tolerance ranges and the correlation behind the verdict, the
+    sampling rule and baseline interval, the compression achieved, what the spectra
+    add), and a note on the two baselines when both appear."""
+    ds = run.datasets
+    sw, lk = ds.get("sweep"), ds.get("linkage")
+    out: dict[str, Any] = {"question": None, "verdict": None, "sentences": [],
+                           "baselines": None}
+    if lk is None or sw is None:
+        return out
+    delta = float(lk.attrs.get("delta_points", 1.0))
+    z = float(lk.attrs.get("z", Z_95))
+    out["question"] = (f"Do deeper layers tolerate larger norm losses (more of their "
+                       f"correlations truncated before accuracy drops by more than "
+                       f"δ = {_points(delta)}), as {PAPER} found?")
+    verdict, trend = depth_answer(lk)
+    out["verdict"] = verdict
+    out["sentences"].append(trend + " Ranges: last passing to first failing truncation, "
+                            "median over a layer's distinct cuts.")
+    base = float(sw.attrs["baseline_accuracy"])
+    n = sw.attrs.get("n_test", sw.attrs.get("n_samples"))
+    ci = (lk["baseline_accuracy_ci"].values if "baseline_accuracy_ci" in lk
+          else np.full(2, np.nan))
+    on = f"the {int(n):,} test images" if n is not None else "the test images"
+    ci_text = (f"95 % CI {_pct(float(ci[0]))}–{_pct(float(ci[1]))}"
+               if np.isfinite(ci).all() else "")
+    rule = (f" beyond paired sampling error (drop − {z:g}·SE ≤ δ)" if z > 0
+            and lk.attrs.get("per_image", 1) else "")
+    full = run.record.get("test_accuracy")
+    two = isinstance(full, (int, float)) and abs(float(full) - base) > 1e-9
+    other = (f"not the training record's {_pct(float(full))} on the full test set"
+             if two else "")
+    notes = "; ".join(t for t in (ci_text, other) if t)
+    out["sentences"].append(f"Tolerated means an accuracy drop within δ = {_points(delta)}"
+                            f"{rule} on {on}, where the untruncated model scores {_pct(base)}"
+                            + (f" ({notes})" if notes else "") + ".")
+    if "params_dense" in sw and "params_factorized" in sw:
+        out["sentences"].append(_compression_sentence(
+            best_compression(sw, delta, z, network_params(run)), delta))
+    spectra = _spectra_sentence(lk)
+    if spectra:
+        out["sentences"].append(spectra)
+    if two:
+        out["baselines"] = (f"Two baselines appear in this report: {_pct(float(full))} is the "
+                            f"trained model on the full test set (training record, training "
+                            f"figure); {_pct(base)} is the same model on {on} that every "
+                            "truncation and re-training trial is evaluated on — all drops "
+                            "are measured against this one.")
+    return out
+
+
+def plan_rows(rec: xr.Dataset) -> list[dict[str, str]] | None:
+    """The re-training plan as table rows (layer, cuts, keep, χ per cut); None when the
+    plan is not the layer → {cuts, keep} mapping (then it is shown as text)."""
+    def load(key: str) -> Any:
+        value = rec.attrs.get(key)
+        try:
+            return json.loads(value) if isinstance(value, str) else value
+        except ValueError:
+            return None
+
+    plan, chis = load("plan"), load("chi_plan") or {}
+    if not isinstance(plan, dict) or not all(isinstance(v, dict) for v in plan.values()):
+        return None
+    rows = []
+    for layer, spec in plan.items():
+        cuts = spec.get("cuts") or []
+        chi = (chis.get(layer) or {}).get("keep")
+        chi = ", ".join(str(c).removeprefix("chi=") for c in chi) if isinstance(
+            chi, list) else ""
+        rows.append({"layer": str(layer), "cuts": "; ".join(str(c) for c in cuts),
+                     "keep": str(spec.get("keep", "")), "chi": chi,
+                     "other": ", ".join(f"{k}: {v}" for k, v in spec.items()
+                                        if k not in ("cuts", "keep"))})
+    return rows
+
+
 # --------------------------------------------------------------------------- setup
 
 
@@ -348,11 +630,13 @@ def setup_rows(run: Run) -> list[tuple[str, str]]:
     if "n_params" in rec:
         rows.append(("parameters", f"{int(rec['n_params']):,}"))
     if "test_accuracy" in rec:
-        rows.append(("test accuracy (run.json)", _pct(float(rec["test_accuracy"]))))
+        rows.append(("test accuracy, full test set (training record)",
+                     _pct(float(rec["test_accuracy"]))))
     if sw is not None:
-        n = sw.attrs.get("n_samples")
-        rows.append(("baseline accuracy (sweep)", _pct(float(sw.attrs["baseline_accuracy"]))
-                     + (f" on {int(n)} test samples" if n is not None else "")))
+        n = sw.attrs.get("n_test", sw.attrs.get("n_samples"))
+        rows.append(("baseline of every accuracy drop",
+                     _pct(float(sw.attrs["baseline_accuracy"]))
+                     + (f" on the {int(n):,}-image evaluation subset" if n is not None else "")))
         rows.append(("trials", f"{sw.sizes['trial']}"))
     if spectra is not None:
         rows.append(("layers analysed", f"{spectra.sizes['layer']} "
@@ -363,7 +647,7 @@ def setup_rows(run: Run) -> list[tuple[str, str]]:
                      f"{float(run.datasets['linkage'].attrs.get('delta_points', 1.0)):g} "
                      "point(s)"))
     rec_ds = run.datasets.get("recovery")
-    if rec_ds is not None and "plan" in rec_ds.attrs:
+    if rec_ds is not None and "plan" in rec_ds.attrs and plan_rows(rec_ds) is None:
         rows.append(("re-training plan", json.dumps(rec_ds.attrs["plan"])
                      if not isinstance(rec_ds.attrs["plan"], str) else rec_ds.attrs["plan"]))
     return rows
@@ -407,8 +691,19 @@ def _env():
 
 def _markdown(ctx: Mapping[str, Any]) -> str:
     lines = [f"# Report: {ctx['name']}", "", f"Generated {ctx['created']} by corranalysis "
-             f"{ctx['version']}.", "", "## Setup", ""]
+             f"{ctx['version']}.", ""]
+    head = ctx["headline"]
+    if head["question"]:
+        lines += ["## Answer", "", f"**{head['question']}** {head['verdict']}.", ""]
+        lines += [f"{i}. {t}" for i, t in enumerate(head["sentences"], 1)]
+        lines += ["", head["baselines"], ""] if head["baselines"] else [""]
+    lines += ["## Setup", ""]
     lines += [f"- **{k}**: {v}" for k, v in ctx["setup"]]
+    if ctx["plan"]:
+        lines += ["", "Re-training plan:", "", "| layer | cuts | keep | χ per cut |",
+                  "| --- | --- | --- | --- |"]
+        lines += [f"| {r['layer']} | {r['cuts']} | {r['keep']} | {r['chi']} |"
+                  for r in ctx["plan"]]
     lines += ["", "## Findings", ""] + [f"- {f}" for f in ctx["findings"]]
     lines += ["", "## Figures", ""]
     for fig in ctx["figure_list"]:
@@ -422,8 +717,10 @@ def _markdown(ctx: Mapping[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-_TITLES = {"training": "Training", "spectra": "Singular-value spectra",
-           "entropy": "Entropy per layer and cut", "norm_loss": "Norm-loss curves",
+_TITLES = {"central": "What tolerates truncation, and what it buys",
+           "training": "Training", "spectra": "Singular-value spectra",
+           "entropy": "Normalised entropy per layer and cut", "norm_loss": "Norm-loss curves",
+           "compression": "Compression against accuracy",
            "accuracy_vs_norm_loss": "Accuracy vs norm loss",
            "accuracy_vs_kept_fraction": "Accuracy vs kept fraction",
            "combined_truncations": "All-cuts and all-layers truncations",
@@ -434,10 +731,13 @@ _TITLES = {"training": "Training", "spectra": "Singular-value spectra",
 
 def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
                    formats: Sequence[str] = ("png", "pdf"), width: float | None = None,
-                   layers: Sequence[str] | None = None) -> list[str]:
-    """Write every figure the datasets allow into ``out_dir`` (``stem.fmt``); return stems."""
+                   layers: Sequence[str] | None = None, *,
+                   total_params: float | None = None) -> list[str]:
+    """Write every figure the datasets allow into ``out_dir`` (``stem.fmt``); return stems.
+    ``total_params``: the whole network's parameters (for the compression ratios)."""
     stems = []
-    for stem, draw in figure_makers(datasets, width=width, layers=layers).items():
+    for stem, draw in figure_makers(datasets, width=width, layers=layers,
+                                    total_params=total_params).items():
         save_figure(draw(), out_dir / stem, formats)
         stems.append(stem)
     return stems
@@ -468,7 +768,13 @@ def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
                              "p": f"{p:.2g}" if math.isfinite(p) else "n/a", "n": n})
     tol = [{"layer": n, "max": _num(m), "cut": c, "median": _num(d)}
            for n, m, c, d in (_tolerance(lk) if lk is not None else [])]
+    rec_ds = ds.get("recovery")
     return {
+        "headline": headline(run), "central_figure": fig("central") if "central" in stems
+        else None,
+        "plan": plan_rows(rec_ds) if rec_ds is not None else None,
+        "model": str(run.record.get("model") or run.config.get("model", "")),
+        "dataset": str(run.record.get("dataset") or run.config.get("dataset", "")),
         "name": run.name, "run_dir": str(run.path), "version": __version__,
         "created": _dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
         "setup": setup_rows(run), "findings": findings(ds), "provenance": provenance_rows(run),
@@ -516,7 +822,7 @@ def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
     shareable(tmp)  # the report folder is for sharing (a web server, a colleague)
     try:
         (tmp / "figures").mkdir()
-        stems = render_figures(run.datasets, tmp / "figures")
+        stems = render_figures(run.datasets, tmp / "figures", total_params=network_params(run))
         ctx = _context(run, stems)
         ctx["stages"] = [*ctx["stages"], ("report (this build)",
                                           f"{time.perf_counter() - t0:.1f}", ctx["created"])]
@@ -578,7 +884,9 @@ def build_figures(run: Run | Mapping[str, xr.Dataset], out_dir: str | os.PathLik
     out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".figures.tmp-", dir=out))
     try:
-        stems = render_figures(datasets, tmp, formats, width=width, layers=layers)
+        stems = render_figures(datasets, tmp, formats, width=width, layers=layers,
+                               total_params=None if isinstance(run, Mapping)
+                               else network_params(run))
         paths = []
         for stem in stems:
             for fmt in formats:

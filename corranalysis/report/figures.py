@@ -4,7 +4,12 @@ Every figure uses the same seaborn style (:func:`style`), the colour-blind-safe
 seaborn ``"colorblind"`` palette, and one mapping cut label → colour
 (:func:`cut_colors`), so a cut has the same colour in every figure. Widths follow
 journal columns: :data:`ONE_COLUMN` (3.4 in) and :data:`TWO_COLUMNS` (7.0 in).
-Accuracies are plotted in percent; norm losses and kept fractions are fractions.
+
+Accuracy after truncation is plotted as the drop in points below the untruncated
+baseline on a symlog axis (linear within ±δ), each panel with its own limits, over the
+band of tolerated drops (≤ δ) and its sampling margin (δ + z·SE, the tolerance rule of
+:mod:`corranalysis.linkage`). Cuts with the same matrix are drawn once and χ_max = 1
+cuts left out (:func:`cut_classes`); norm losses and kept fractions are fractions.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ import contextlib
 import math
 import os
 import sys
+import textwrap
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
 import matplotlib
@@ -27,14 +33,25 @@ import xarray as xr  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter  # noqa: E402
+from matplotlib.patches import Patch, Rectangle  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FixedLocator,
+    FormatStrFormatter,
+    LogLocator,
+    NullFormatter,
+)
 
 from ..linkage import (  # noqa: E402
-    accuracy_ci,
+    Z_95,
+    accuracy_drop,
     curves,
+    distinct_cuts,
     kept_fraction,
     scope_trials,
+    scoped_sweep,
     single_trials,
+    trial_truncation,
+    truncated_layers,
 )
 
 ONE_COLUMN = 3.4
@@ -197,6 +214,82 @@ def _log_floor(values: np.ndarray, floor: float = 1e-12) -> np.ndarray:
     return np.where(values > floor, values, np.nan)
 
 
+# --------------------------------------------------------------------------- cut classes
+
+
+def cut_classes(ds: xr.Dataset) -> xr.Dataset:
+    """Which cuts of each layer a figure draws, from a link or a spectra dataset.
+
+    Returns ``equivalent_to(layer, cut)`` (the first label matricising the kernel to the
+    same matrix, "" where the layer lacks the cut) and ``trivial(layer, cut)`` (χ_max = 1:
+    nothing to truncate). A link dataset brings its own ``equivalent_to``; for a spectra
+    dataset it comes from :func:`corranalysis.linkage.distinct_cuts`. Figures draw each
+    class once, under its first label, and leave trivial cuts out, saying so in the panel.
+    """
+    if "equivalent_to" in ds:
+        eq = ds["equivalent_to"]
+        chi = np.exp(ds["log_chi_max"]) if "log_chi_max" in ds else ds.get("chi_max")
+    else:
+        eq, chi = distinct_cuts(ds)["equivalent_to"], ds["chi_max"]
+    eq = eq.transpose("layer", "cut").astype(str)
+    trivial = (np.isclose(chi.transpose("layer", "cut").values, 1.0) if chi is not None
+               else np.zeros(eq.shape, bool))
+    return xr.Dataset({"equivalent_to": eq, "trivial": (("layer", "cut"), trivial)})
+
+
+def _layer_cuts(classes: xr.Dataset | None, name: str,
+                cuts: Sequence[str]) -> tuple[list[str], dict[str, list[str]], list[str]]:
+    """(cuts to draw, first label → the labels merged into it, trivial cuts) of layer
+    ``name`` among ``cuts``; all of them drawn without ``classes`` for the layer."""
+    if classes is None or name not in {str(n) for n in classes["layer"].values}:
+        return list(cuts), {}, []
+    known = {str(c) for c in classes["cut"].values}
+    eq, triv = classes["equivalent_to"].sel(layer=name), classes["trivial"].sel(layer=name)
+    draw: list[str] = []
+    merged: dict[str, list[str]] = {}
+    trivial: list[str] = []
+    for cut in cuts:
+        rep = str(eq.sel(cut=cut).values) if cut in known else cut
+        if cut in known and bool(triv.sel(cut=cut)):
+            trivial.append(cut)
+        elif rep in ("", cut) or rep not in cuts:
+            draw.append(cut)
+        else:
+            merged.setdefault(rep, []).append(cut)
+    return draw, merged, trivial
+
+
+def _merge_note(ax: Axes, merged: Mapping[str, list[str]], trivial: Sequence[str],
+                loc: str = "lower left") -> None:
+    """Say in the panel which cut labels were drawn as one and which were left out."""
+    lines = [" ≡ ".join([rep, *dups]) for rep, dups in merged.items()]
+    if trivial:
+        lines.append(f"χmax = 1, not drawn: {', '.join(trivial)}")
+    lines = [textwrap.fill(line, 44, subsequent_indent="  ", break_long_words=False)
+             for line in lines]
+    if lines:
+        y, va = (0.03, "bottom") if loc.startswith("lower") else (0.97, "top")
+        x, ha = (0.03, "left") if loc.endswith("left") else (0.97, "right")
+        ax.text(x, y, "\n".join(lines), transform=ax.transAxes, fontsize=5, color="0.3",
+                ha=ha, va=va, zorder=5,
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.8})
+
+
+def _low_limit(ax: Axes, values: np.ndarray, q: float = 5.0) -> None:
+    """Lower limit of a log y axis at the decade below the q-th percentile of the positive
+    ``values`` when the rest reach more than two decades further, so that a few tiny values
+    (1e-11 at full rank) do not squash the others; the smallest value, when off scale, is
+    named in the panel."""
+    pos = values[np.isfinite(values) & (values > 0)]
+    if not pos.size:
+        return
+    floor = 10.0 ** math.floor(math.log10(float(np.percentile(pos, q))))
+    if pos.min() < floor / 100:
+        ax.set_ylim(bottom=floor)
+        ax.text(0.97, 0.03, f"↓ down to {pos.min():.0e}", transform=ax.transAxes, fontsize=5,
+                color="0.4", ha="right", va="bottom")
+
+
 # --------------------------------------------------------------------------- spectra
 
 
@@ -204,48 +297,94 @@ def _log_floor(values: np.ndarray, floor: float = 1e-12) -> np.ndarray:
 def spectra_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
                    palette: Mapping[str, dict] | None = None,
                    width: float = TWO_COLUMNS) -> Figure:
-    """Singular values s_k against k per layer (log scale), one line per cut."""
+    """Normalised singular values s_k/s_1 against k/χ_max per layer (log y), one line per
+    distinct cut: cuts of a layer with the same matrix are drawn once (named in the panel),
+    cuts with χ_max = 1 are left out. Layers and cuts of any size share the axes' scale."""
     cuts = [str(c) for c in spectra["cut"].values]
     pal = _palette(palette, cuts)
     names = _layers(spectra, layers)
+    classes = cut_classes(spectra)
     fig, axes = _grid(len(names), width)
     shown: list[str] = []
     for ax, name in zip(axes, names, strict=True):
-        for cut in cuts:
-            s = spectra["singular_values"].sel(layer=name, cut=cut).values
-            s = _log_floor(np.asarray(s, dtype=float), 0.0)
-            if not np.isfinite(s).any():
-                continue
-            k = spectra["k"].values
+        present = [c for c in cuts if np.isfinite(float(spectra["chi_max"].sel(layer=name,
+                                                                                cut=c)))]
+        draw, merged, trivial = _layer_cuts(classes, name, present)
+        values = []
+        for cut in draw:
+            s = np.asarray(spectra["singular_values"].sel(layer=name, cut=cut).values, float)
+            chi_max = int(float(spectra["chi_max"].sel(layer=name, cut=cut)))
+            s = s[:chi_max] / s[0]
+            k = np.arange(1, chi_max + 1) / chi_max
             st = pal[cut]
-            ax.plot(k, s, color=st["color"], ls=st["ls"], marker=st["marker"],
-                    markersize=2 if np.isfinite(s).sum() < 40 else 0)
+            ax.plot(k, _log_floor(s, 0.0), color=st["color"], ls=st["ls"], marker=st["marker"],
+                    markersize=2 if chi_max < 40 else 0)
+            values.append(s)
             shown.append(cut)
         _log_axis(ax, "y")
+        if values:
+            _low_limit(ax, np.concatenate(values), q=2.0)
+        ax.set_xlim(0, 1.02)
         ax.set_title(_layer_title(spectra, name))
-        ax.set_xlabel("index k")
-        ax.set_ylabel("singular value $s_k$ (weight u.)")
+        ax.set_xlabel("k / χ$_{max}$")
+        ax.set_ylabel("$s_k / s_1$")
+        _merge_note(ax, merged, trivial)
     _cut_legend(fig, pal, list(dict.fromkeys(shown)))
     return fig
 
 
+def normalized_entropy(spectra: xr.Dataset) -> xr.DataArray:
+    """S / ln χ_max per (layer, cut): the entropy as a fraction of its largest possible
+    value, comparable across cuts of any size; NaN where χ_max ≤ 1 or the cut is absent."""
+    chi = spectra["chi_max"]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        out = spectra["entropy"] / np.log(chi.where(chi > 1))
+    return out.rename("normalized_entropy").assign_attrs(
+        long_name="normalised entropy S / ln χ_max", units="1")
+
+
+_TRIVIAL_GREY, _MERGED_GREY = "0.78", "0.92"
+
+
 @styled
 def entropy_heatmap(spectra: xr.Dataset, layers: Sequence[str] | None = None,
-                    variable: str = "entropy", width: float = TWO_COLUMNS) -> Figure:
-    """Heat map layer × cut of the entanglement entropy (nats); blank where a cut does not exist."""
+                    variable: str = "normalized_entropy", width: float = TWO_COLUMNS) -> Figure:
+    """Heat map layer × cut of the normalised entropy S / ln χ_max (0: rank one, 1: flat
+    spectrum; ``variable`` picks another spectra variable). Grey cells: χ_max = 1 (dark,
+    "χ=1") and labels with the same matrix as an earlier column ("= n"); blank where a
+    layer lacks the cut."""
     names = _layers(spectra, layers)
-    data = spectra[variable].sel(layer=names).transpose("layer", "cut")
+    data = (normalized_entropy(spectra) if variable == "normalized_entropy"
+            else spectra[variable]).sel(layer=names).transpose("layer", "cut")
     cuts = [str(c) for c in data["cut"].values]
-    height = min(0.28 * len(names) + 1.8, 20.0)
+    classes = cut_classes(spectra).sel(layer=names)
+    eq = classes["equivalent_to"].transpose("layer", "cut").values
+    trivial = classes["trivial"].transpose("layer", "cut").values
+    merged = (eq != np.array(cuts)[None, :]) & (eq != "") & ~trivial
+    values = np.asarray(data.values, dtype=float)
+    show = np.isfinite(values) & ~merged & ~trivial
+    height = min(0.28 * len(names) + 1.9, 20.0)
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
-    units = spectra[variable].attrs.get("units", "nats")
     annot = len(names) <= 30 and len(cuts) <= 12
-    sns.heatmap(data.values, ax=ax, cmap="viridis", annot=annot, fmt=".2f",
-                annot_kws={"fontsize": 6}, mask=~np.isfinite(data.values),
-                xticklabels=cuts, yticklabels=names, linewidths=0.4, linecolor="white",
-                cbar_kws={"label": f"{data.attrs.get('long_name', variable)} ({units})"})
+    normalised = variable == "normalized_entropy"
+    units = data.attrs.get("units", "nats")
+    shown = values[show]
+    vmin = (math.floor(10 * float(shown.min())) / 10 if shown.size else 0.0) if normalised \
+        else None
+    label = ("normalised entropy S / ln χ$_{max}$ (1: flat spectrum)" if normalised
+             else f"{data.attrs.get('long_name', variable)} ({units})")
+    sns.heatmap(np.where(show, values, np.nan), ax=ax, cmap="viridis", annot=annot, fmt=".2f",
+                annot_kws={"fontsize": 6}, mask=~show, vmin=vmin, vmax=1 if normalised else None,
+                linewidths=0.4, linecolor="white", cbar_kws={"label": label},
+                xticklabels=[f"{j + 1}: {c}" for j, c in enumerate(cuts)], yticklabels=names)
+    for i, j in zip(*np.nonzero(trivial | merged), strict=True):
+        ax.add_patch(Rectangle((j, i), 1, 1, facecolor=_TRIVIAL_GREY if trivial[i, j]
+                               else _MERGED_GREY, edgecolor="white", lw=0.4))
+        if annot:
+            text = "χ=1" if trivial[i, j] else f"= {cuts.index(str(eq[i, j])) + 1}"
+            ax.text(j + 0.5, i + 0.5, text, ha="center", va="center", fontsize=6, color="0.3")
     ax.grid(False)
-    ax.set_xlabel("cut")
+    ax.set_xlabel("cut (grey: χ$_{max}$ = 1, or \"= n\": the same matrix as cut n)")
     ax.set_ylabel("layer")
     ax.tick_params(axis="y", rotation=0)
     ax.tick_params(axis="x", rotation=35)
@@ -257,148 +396,593 @@ def entropy_heatmap(spectra: xr.Dataset, layers: Sequence[str] | None = None,
 def norm_loss_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
                      palette: Mapping[str, dict] | None = None,
                      width: float = TWO_COLUMNS) -> Figure:
-    """Norm loss against kept fraction χ/χ_max per layer (log scale), one line per cut."""
+    """Norm loss against kept fraction χ/χ_max per layer (log y, each panel its own range),
+    one line per distinct cut; the last few values near full rank (down to 1e-11) run off
+    the bottom rather than squash the rest."""
     cuts = [str(c) for c in spectra["cut"].values]
     pal = _palette(palette, cuts)
     names = _layers(spectra, layers)
-    fig, axes = _grid(len(names), width, sharey=True)
+    classes = cut_classes(spectra)
+    fig, axes = _grid(len(names), width)
     shown: list[str] = []
+    k = np.asarray(spectra["k"].values, dtype=float)
     for ax, name in zip(axes, names, strict=True):
-        for cut in cuts:
+        present = [c for c in cuts if np.isfinite(float(spectra["chi_max"].sel(layer=name,
+                                                                                cut=c)))]
+        draw, merged, trivial = _layer_cuts(classes, name, present)
+        values = []
+        for cut in draw:
             chi_max = float(spectra["chi_max"].sel(layer=name, cut=cut))
-            if not np.isfinite(chi_max):
-                continue
             nl = np.asarray(spectra["norm_loss"].sel(layer=name, cut=cut).values, dtype=float)
-            k = np.asarray(spectra["k"].values, dtype=float)
             ok = k <= chi_max
             st = pal[cut]
             ax.plot(k[ok] / chi_max, _log_floor(nl[ok]), color=st["color"], ls=st["ls"],
                     marker=st["marker"], markersize=2 if ok.sum() < 40 else 0)
+            values.append(_log_floor(nl[ok]))
             shown.append(cut)
         _log_axis(ax, "y")
+        if values:
+            _low_limit(ax, np.concatenate(values))
         ax.set_xlim(0, 1.02)
         ax.set_title(_layer_title(spectra, name))
         ax.set_xlabel("kept fraction χ/χ$_{max}$")
         ax.set_ylabel("norm loss (of ‖W‖²)")
+        _merge_note(ax, merged, trivial)
     _cut_legend(fig, pal, list(dict.fromkeys(shown)))
     return fig
 
 
-# --------------------------------------------------------------------------- sweep
+# --------------------------------------------------------------------------- accuracy drop
+
+#: The region of tolerated drops (drop ≤ δ) and the sampling margin above it.
+BAND_COLOR, MARGIN_COLOR = "#d4ecd9", "#8fc79c"
+KEEP_STYLE = {"frac": {"ls": "-", "mfc": None}, "loss": {"ls": "--", "mfc": "white"},
+              "chi": {"ls": ":", "mfc": "white"}}
 
 
-def _accuracy_panels(single: xr.Dataset, x: str, log_x: bool, xlabel: str,
+def paired_drop(trials: xr.Dataset, baseline: float | None = None) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Each trial's accuracy drop (points below ``baseline``, default the sweep's) and the
+    standard error of that drop (points) from the paired per-image differences
+    d = baseline_correct − correct over the images the trial was evaluated on: the SE of
+    the tolerance rule D − z·SE > δ (:mod:`corranalysis.linkage`). SE is NaN without
+    per-image results."""
+    drop = accuracy_drop(trials, baseline)
+    se = np.full(drop.shape, np.nan)
+    if "correct" in trials and "baseline_correct" in trials and drop.size:
+        c = np.asarray(trials["correct"].transpose("trial", "image").values, dtype=float)
+        b = np.asarray(trials["baseline_correct"].values, dtype=float)[None, :]
+        ok = (c >= 0) & (b >= 0)  # NaN compares False: not evaluated
+        d = np.where(ok, b - np.where(ok, c, 0.0), 0.0)
+        n = ok.sum(axis=1).astype(float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            mean = d.sum(axis=1) / n
+            var = ((d * d).sum(axis=1) - n * mean * mean) / (n - 1)
+            se = np.where(n > 1, 100.0 * np.sqrt(np.maximum(var, 0.0) / n), np.nan)
+    return drop, se
+
+
+def _sampling_margin(sweep: xr.Dataset, delta: float, z: float) -> float:
+    """z × the median SE of the sweep's trials whose drop is near δ (of all its trials when
+    none is): how far above δ an observed drop can lie and still count as tolerated; 0
+    without per-image results. One margin for every figure of a sweep."""
+    drop, se = paired_drop(sweep)
+    ok = np.isfinite(se)
+    near = ok & (drop > 0) & (drop <= 4 * max(delta, 0.25))
+    pick = near if near.any() else ok
+    return float(z * np.median(se[pick])) if pick.any() else 0.0
+
+
+def _keep_kind(rows: xr.Dataset) -> np.ndarray:
+    """``frac``, ``loss`` or ``chi`` per trial, from its keep label."""
+    return np.array([str(k).split("=")[0] for k in rows["keep"].values])
+
+
+def _by_kind(rows: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
+    """``rows`` split by keep kind (frac=, loss=, chi=): series that must not be joined."""
+    kind = _keep_kind(rows)
+    return [(k, rows.isel(trial=np.flatnonzero(kind == k))) for k in dict.fromkeys(kind)]
+
+
+def _averaged(x: np.ndarray, *ys: np.ndarray) -> tuple[np.ndarray, ...]:
+    """The finite values of ``x`` sorted, each ``y`` averaged over equal x."""
+    keys = np.unique(x[np.isfinite(x)])
+    return (keys, *(np.array([np.nanmean(y[x == k]) if np.isfinite(y[x == k]).any()
+                              else np.nan for k in keys]) for y in ys))
+
+
+def _drop_curve(rows: xr.Dataset, x: np.ndarray, base: float,
+                log_x: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(x, drop, SE) of one series, sorted by x, equal x averaged; x ≤ 0 left out on a log
+    axis (a truncation that removes nothing sits at drop 0)."""
+    drop, se = paired_drop(rows, base)
+    x = np.where(x > 0, x, np.nan) if log_x else np.asarray(x, dtype=float)
+    return _averaged(np.asarray(x, dtype=float), drop, se)
+
+
+def _drop_axis(ax: Axes, drops: np.ndarray, delta: float, margin: float) -> None:
+    """Symlog y axis of accuracy drop in points, linear within ±δ, limits from this panel's
+    data (and the δ band); the tolerated region (drop ≤ δ) shaded, the sampling margin
+    above δ hatched, the baseline (0) dashed."""
+    lin = delta if delta > 0 else 1.0
+    d = drops[np.isfinite(drops)]
+    lo = min(float(d.min()) if d.size else 0.0, -0.3 * lin)
+    hi = max(float(d.max()) if d.size else 0.0, delta + margin + 0.2 * lin)
+    lo = lo * 1.4 if lo < -lin else lo - 0.2 * lin
+    hi = min(hi * 1.4 if hi > lin else hi + 0.2 * lin, 110.0)
+    ax.set_yscale("symlog", linthresh=lin, linscale=1.0)
+    ax.set_ylim(lo, hi)
+    ax.axhspan(lo, delta, color=BAND_COLOR, lw=0, zorder=0)
+    if margin > 0:
+        ax.axhspan(delta, delta + margin, facecolor="none", edgecolor=MARGIN_COLOR,
+                   hatch="////", lw=0, zorder=0)
+    ax.axhline(0, color="0.35", lw=0.9, ls="--", zorder=1)
+    steps = (1, 3, 10, 30, 100) if max(hi, -lo) > 25 * lin else (1, 2, 5, 10, 20)
+    ticks = [t for t in (0, 0.5 * lin, *(-lin * v for v in steps), *(lin * v for v in steps),
+                         -0.5 * lin) if lo <= t <= hi]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.yaxis.set_minor_formatter(NullFormatter())
+    ax.set_ylabel("accuracy drop (points)")
+
+
+def _drop_handles(delta: float, margin: float, z: float) -> list:
+    """Legend handles of the baseline, the tolerated band and the sampling margin."""
+    out: list = [Line2D([], [], color="0.35", lw=0.9, ls="--", label="baseline (no drop)"),
+                 Patch(color=BAND_COLOR, label=f"drop ≤ δ = {delta:g} pt")]
+    if margin > 0:
+        out.append(Patch(facecolor="none", edgecolor=MARGIN_COLOR, hatch="////",
+                         label=f"up to δ + {z:g}·SE ≈ {delta + margin:.2g} pt: "
+                               "within δ given sampling error"))
+    return out
+
+
+def _ratio_axis(ax: Axes) -> None:
+    """Log x axis of compression ratios, at most 4 ticks as 1×, 2×, …; call after plotting."""
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    for cands in ((0.5, 0.75, 1, 1.5, 2, 3, 4), (0.5, 1, 2, 5, 10, 20, 50),
+                  (1, 3, 10, 30, 100, 300, 1000), (1, 10, 100, 1000, 10000)):
+        ticks = [t for t in cands if lo <= t <= hi]
+        if len(ticks) <= 4 and (len(ticks) >= 2 or cands[-1] > hi):
+            break
+    ax.xaxis.set_major_locator(FixedLocator(ticks))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g×"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+
+
+def _kind_handles(kinds: Sequence[str]) -> list[Line2D]:
+    labels = {"frac": "frac= keeps (χ = f·χ$_{max}$)",
+              "loss": "loss= keeps (norm loss ≤ ε per cut)", "chi": "chi= keeps"}
+    return [Line2D([], [], color="0.3", ls=KEEP_STYLE[k]["ls"], marker="o",
+                   mfc=KEEP_STYLE[k]["mfc"] or "0.3", label=labels[k])
+            for k in dict.fromkeys(kinds) if k in KEEP_STYLE]
+
+
+def _accuracy_panels(single: xr.Dataset, x: np.ndarray, log_x: bool, xlabel: str,
                      sweep: xr.Dataset, layers: Sequence[str] | None,
                      palette: Mapping[str, dict] | None, delta: float | None,
-                     width: float) -> Figure:
-    """Test accuracy against ``single[x]``: a panel per layer, a line per cut."""
+                     width: float, classes: xr.Dataset | None, z: float) -> Figure:
+    """Accuracy drop (symlog) against ``x`` (aligned with ``single``'s trials): a panel per
+    layer with its own limits, a line per distinct cut over χ, the band of ±z·SE around
+    it, the tolerated region and its sampling margin."""
+    delta = 1.0 if delta is None else float(delta)
     groups = curves(single)
     cuts = list(dict.fromkeys(cut for _, cut in groups))
     pal = _palette(palette, cuts)
     names = [n for n in dict.fromkeys(name for name, _ in groups)
              if layers is None or n in {str(v) for v in layers}]
     base = float(sweep.attrs["baseline_accuracy"])
-    fig, axes = _grid(max(len(names), 1), width, sharey=True)
+    fig, axes = _grid(max(len(names), 1), width)
     if not names:
         _empty(axes[0], "no single-layer trials in the sweep")
         return fig
+    margin = _sampling_margin(sweep, delta, z)
+    position = {int(t): i for i, t in enumerate(single["trial"].values)}
     shown: list[str] = []
-    ci = accuracy_ci(single) if "correct" in single and single.sizes["trial"] else None
     for ax, name in zip(axes, names, strict=True):
-        for cut, rows in ((c, r) for (n, c), r in groups.items() if n == name):
-            xs, ys = _curve(rows, x)
+        draw, merged, trivial = _layer_cuts(classes, name, [c for n, c in groups if n == name])
+        drops = []
+        for cut in draw:
+            rows = groups[name, cut]
+            xs = x[[position[int(t)] for t in rows["trial"].values]]
+            xs, ys, es = _drop_curve(rows, xs, base, log_x)
             st = pal[cut]
-            ax.plot(_log_floor(xs) if log_x else xs, ys, color=st["color"], ls=st["ls"],
-                    marker=st["marker"])
-            if ci is not None:  # the 95 % bootstrap interval over test images
-                band = ci.sel(trial=rows["trial"].values)
-                lo = _curve(rows.assign(accuracy=band["accuracy_low"]), x)[1]
-                hi = _curve(rows.assign(accuracy=band["accuracy_high"]), x)[1]
-                ax.fill_between(_log_floor(xs) if log_x else xs, lo, hi, color=st["color"],
-                                alpha=0.15, lw=0)
+            ax.plot(xs, ys, color=st["color"], ls=st["ls"], marker=st["marker"], zorder=3)
+            if np.isfinite(es).any():
+                ax.fill_between(xs, ys - z * es, ys + z * es, color=st["color"], alpha=0.15,
+                                lw=0, zorder=2)
+            drops.append(ys)
             shown.append(cut)
-        _baseline(ax, base, delta)
+        _drop_axis(ax, np.concatenate(drops) if drops else np.zeros(0), delta, margin)
         if log_x:
             _log_axis(ax, "x")
         else:
             ax.set_xlim(0, 1.02)
         ax.set_title(f"layer {name}")
         ax.set_xlabel(xlabel)
-        ax.set_ylabel("test accuracy (%)")
-    _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_baseline_handles(delta))
+        _merge_note(ax, merged, trivial, loc="lower right")
+    _cut_legend(fig, pal, list(dict.fromkeys(shown)), extra=_drop_handles(delta, margin, z))
     return fig
 
 
 @styled
 def accuracy_vs_norm_loss(sweep: xr.Dataset, layers: Sequence[str] | None = None,
                           palette: Mapping[str, dict] | None = None, delta: float | None = 1.0,
-                          width: float = TWO_COLUMNS) -> Figure:
-    """Test accuracy against norm loss per layer, one line per cut (single-cut truncations).
+                          width: float = TWO_COLUMNS, *, cuts: xr.Dataset | None = None,
+                          z: float = Z_95) -> Figure:
+    """Accuracy drop (points, symlog) against the norm loss of truncating one layer along
+    one cut: a panel per layer, a line per distinct cut (``cuts``: a link or spectra
+    dataset to merge cuts with the same matrix and leave out χ_max = 1 cuts), shaded
+    ±z·SE of each drop, the tolerated region drop ≤ δ and its sampling margin.
 
-    The study's central figure. Dashed: the untruncated baseline; dotted: baseline − δ.
-    Trials with zero norm loss sit on the baseline and are not drawn on the log axis.
+    The study's central figure, per layer. frac= and loss= keeps both only pick χ, so a
+    cut's trials lie on one curve over χ. Trials with zero norm loss sit on the baseline
+    and are not drawn on the log axis.
     """
-    return _accuracy_panels(single_trials(sweep), "norm_loss", True, _nl_label(width), sweep,
-                            layers, palette, delta, width)
+    single = single_trials(sweep)
+    return _accuracy_panels(single, np.asarray(single["norm_loss"].values, dtype=float), True,
+                            _nl_label(width), sweep, layers, palette, delta, width,
+                            None if cuts is None else cut_classes(cuts), z)
 
 
 @styled
 def accuracy_vs_kept_fraction(sweep: xr.Dataset, spectra: xr.Dataset | None = None,
                               layers: Sequence[str] | None = None,
                               palette: Mapping[str, dict] | None = None,
-                              delta: float | None = 1.0, width: float = TWO_COLUMNS) -> Figure:
-    """Test accuracy against kept fraction χ/χ_max per layer, one line per cut."""
+                              delta: float | None = 1.0, width: float = TWO_COLUMNS, *,
+                              z: float = Z_95) -> Figure:
+    """Accuracy drop (points, symlog) against kept fraction χ/χ_max per layer, one line per
+    distinct cut (merged with ``spectra``), as :func:`accuracy_vs_norm_loss`."""
     single = single_trials(sweep)
-    single = single.assign(kept=("trial", kept_fraction(single, spectra)))
-    return _accuracy_panels(single, "kept", False, "kept fraction χ/χ$_{max}$", sweep, layers,
-                            palette, delta, width)
+    return _accuracy_panels(single, kept_fraction(single, spectra), False,
+                            "kept fraction χ/χ$_{max}$", sweep, layers, palette, delta, width,
+                            None if spectra is None else cut_classes(spectra), z)
+
+
+def _all_layers_label(cut: str, rows: xr.Dataset, every: Sequence[str]) -> str:
+    """What an all-layers series truncates: the cut, and which layers have it when not all
+    the truncated layers of the sweep do."""
+    have = [n for n in str(rows["layer"].values[0]).split(",") if n]
+    if len(have) >= len(every):
+        return f"{cut} (all {len(have)} layers)"
+    if len(have) == 1:
+        return f"{cut} (only {have[0]} has it)"
+    return f"{cut} ({len(have)} of {len(every)} layers" + (
+        f": {', '.join(have)})" if len(have) <= 3 else ")")
 
 
 @styled
 def combined_truncations(sweep: xr.Dataset, palette: Mapping[str, dict] | None = None,
-                         delta: float | None = 1.0, width: float = TWO_COLUMNS) -> Figure:
-    """Left: all cuts of one layer at once (a line per layer). Right: one cut in all layers
-    at once (a line per cut). Test accuracy against norm loss (mean over truncated layers)."""
+                         delta: float | None = 1.0, width: float = TWO_COLUMNS, *,
+                         z: float = Z_95) -> Figure:
+    """Accuracy drop (points, symlog) against norm loss of combined truncations. Left: all
+    cuts of one layer at once (colour: layer). Right: one cut in every layer that has it
+    (colour: cut; the label says which layers). frac= keeps (solid) and loss= keeps
+    (dashed, open markers) are separate series: they truncate the cuts or layers
+    differently, so one line through both would zig-zag."""
+    delta = 1.0 if delta is None else float(delta)
     base = float(sweep.attrs["baseline_accuracy"])
     all_cuts = curves(scope_trials(sweep, "all-cuts"))
     all_layers = curves(scope_trials(sweep, "all-layers"))
+    every = truncated_layers(sweep)
     cuts = list(dict.fromkeys(cut for _, cut in all_layers))
     pal = _palette(palette, cuts)
     narrow = width < 5
+    rows = max(math.ceil(len(all_layers) / 2), 0 if len(all_cuts) > 8 else
+               math.ceil(len(all_cuts) / 2))
     fig, (left, right) = plt.subplots(2 if narrow else 1, 1 if narrow else 2,
-                                      figsize=(width, 5.0 if narrow else 2.8),
-                                      sharey=True, layout="constrained")
-    if all_cuts:
-        names = list(dict.fromkeys(name for name, _ in all_cuts))
-        colors = layer_colors(names)
-        for (name, _), rows in all_cuts.items():
-            x, y = _curve(rows, "norm_loss")
-            left.plot(_log_floor(x), y, color=colors[name], marker="o", label=f"layer {name}")
-        left.legend(title="all cuts of", loc="lower left", ncol=1 + len(names) // 8,
-                    fontsize=6 if narrow else None)
-        _baseline(left, base, delta)
-        _log_axis(left, "x")
-    else:
-        _empty(left, "no all-cuts trials in the sweep")
+                                      figsize=(width, (6.0 if narrow else 2.9) + 0.13 * rows),
+                                      layout="constrained")
+    margin = _sampling_margin(sweep, delta, z)
+    kinds: list[str] = []
+    for ax, groups, empty in ((left, all_cuts, "no all-cuts trials in the sweep"),
+                              (right, all_layers, "no all-layers trials in the sweep")):
+        if not groups:
+            _empty(ax, empty)
+            continue
+        colors = layer_colors([name for name, _ in groups]) if ax is left else None
+        handles, drops = [], []
+        for (name, cut), rows in groups.items():
+            if ax is left:
+                color, marker, ls, label = colors[name], "o", None, name
+            else:
+                st = pal[cut]
+                color, marker, ls = st["color"], st["marker"], st["ls"]
+                label = _all_layers_label(cut, rows, every)
+            for kind, part in _by_kind(rows):
+                x, y, _ = _drop_curve(part, np.asarray(part["norm_loss"].values, float), base,
+                                      True)
+                ax.plot(x, y, color=color, marker=marker, ls=KEEP_STYLE[kind]["ls"],
+                        mfc=KEEP_STYLE[kind]["mfc"] or color, zorder=3)
+                kinds.append(kind)
+                drops.append(y)
+            handles.append(Line2D([], [], color=color, marker=marker, ls=ls or "-",
+                                  label=label))
+        _drop_axis(ax, np.concatenate(drops), delta, margin)
+        _log_axis(ax, "x")
+        if ax is left and len(handles) > 8:
+            _depth_layer_handles(fig, ax, [name for name, _ in groups], colors)
+        else:
+            ax.legend(handles=handles, title="all cuts of" if ax is left else "one cut in",
+                      loc="upper center", bbox_to_anchor=(0.5, -0.2), fontsize=6,
+                      ncol=2, title_fontsize=6, frameon=False)
     left.set_title("all cuts of one layer at once")
-    if all_layers:
-        for (_, cut), rows in all_layers.items():
-            x, y = _curve(rows, "norm_loss")
-            st = pal[cut]
-            right.plot(_log_floor(x), y, color=st["color"], ls=st["ls"], marker=st["marker"],
-                       label=cut)
-        right.legend(title="cut, in all layers", loc="lower left", ncol=1 + len(cuts) // 8,
-                     fontsize=6 if narrow else None)
-        _baseline(right, base, delta)
-        _log_axis(right, "x")
-    else:
-        _empty(right, "no all-layers trials in the sweep")
     right.set_title("one cut in all layers at once")
     left.set_xlabel(_nl_label(width, " of the layer"))
     right.set_xlabel(_nl_label(width, ", mean over layers"))
-    left.set_ylabel("test accuracy (%)")
-    right.set_ylabel("test accuracy (%)")
+    fig.legend(handles=_kind_handles(kinds) + _drop_handles(delta, margin, z),
+               loc="outside upper center", ncol=2 if narrow else 3, frameon=False)
     return fig
+
+
+# --------------------------------------------------------------------------- compression
+
+
+def network_ratio(trials: xr.Dataset, total_params: float) -> np.ndarray:
+    """Whole-network compression ratio of each trial: ``total_params`` over the parameters
+    left after replacing the truncated kernels (``params_dense``) by their factors
+    (``params_factorized``)."""
+    dense = np.asarray(trials["params_dense"].values, dtype=float)
+    fact = np.asarray(trials["params_factorized"].values, dtype=float)
+    return total_params / (total_params - dense + fact)
+
+
+def pareto_front(ratio: np.ndarray, drop: np.ndarray) -> np.ndarray:
+    """Positions of the points no other point beats on both axes (higher compression ratio
+    and lower accuracy drop), ordered by ratio."""
+    ok = np.flatnonzero(np.isfinite(ratio) & np.isfinite(drop))
+    order = ok[np.lexsort((drop[ok], -ratio[ok]))]  # by ratio descending, then drop
+    front, best = [], np.inf
+    for i in order:
+        if drop[i] < best:
+            front.append(i)
+            best = drop[i]
+    return np.array(front[::-1], dtype=int)
+
+
+def _method_colors(methods: Sequence[str]) -> dict[str, tuple]:
+    colors = sns.color_palette(PALETTE)
+    fixed = {"truncation (SVD)": colors[0], "truncation (data-aware)": colors[2]}
+    rest = iter(c for i, c in enumerate(colors) if i not in (0, 2))
+    return {m: fixed.get(m) or next(rest) for m in dict.fromkeys(methods)}
+
+
+def _compression_points(sweep: xr.Dataset, total: float) -> dict[str, tuple[np.ndarray, ...]]:
+    """Per truncation method: (layer or "" for several, layer ratio, network ratio, drop)."""
+    out = {}
+    scoped = scoped_sweep(sweep)
+    for truncation in dict.fromkeys(trial_truncation(scoped)):
+        rows = scoped.isel(trial=np.flatnonzero(trial_truncation(scoped) == truncation))
+        layer = np.where(np.asarray(rows["scope"].values) == "all-layers", "",
+                         np.asarray(rows["layer"].values).astype(str))
+        ratio = (np.asarray(rows["params_dense"].values, float)
+                 / np.asarray(rows["params_factorized"].values, float))
+        name = "truncation (SVD)" if truncation == "svd" else f"truncation ({truncation})"
+        out[name] = (layer, ratio, network_ratio(rows, total), accuracy_drop(rows))
+    return out
+
+
+def _extra_points(extra: xr.Dataset | None, total: float,
+                  base: float) -> dict[str, tuple[np.ndarray, ...]]:
+    """:func:`compression_figure`'s ``extra`` points in the same form as the sweep's."""
+    if extra is None:
+        return {}
+    dim = extra["method"].dims[0]
+    base = float(extra.attrs.get("baseline_accuracy", base))
+    acc = extra["accuracy"]
+    acc = acc.isel({d: -1 for d in acc.dims if d != dim})  # the last epoch: fine-tuned
+    method = np.asarray(extra["method"].values).astype(str)
+    layer = (np.asarray(extra["layer"].values).astype(str) if "layer" in extra.variables
+             else np.full(extra.sizes[dim], ""))
+    params = np.asarray((extra["params"] if "params" in extra else extra["params_after"]).values,
+                        dtype=float)
+    dense_var = next((extra[v] for v in ("params_dense", "params_before") if v in extra), None)
+    dense = (np.full(params.shape, float(total)) if dense_var is None
+             else np.asarray(dense_var.values, dtype=float))
+    drop = 100.0 * (base - np.asarray(acc.values, dtype=float))
+    out = {}
+    for m in dict.fromkeys(method):
+        sel = (method == m) & np.isfinite(drop) & (params > 0)
+        out[m] = (layer[sel], dense[sel] / params[sel],
+                  total / (total - dense[sel] + params[sel]), drop[sel])
+    return out
+
+
+def truncated_params(sweep: xr.Dataset) -> float:
+    """The parameters of every layer the sweep truncates (their dense kernels, from its
+    single-layer trials): the whole network's size when nothing better is known."""
+    single = scope_trials(sweep, "layer", truncation=None)
+    seen = dict(zip(np.asarray(single["layer"].values).astype(str),
+                    np.asarray(single["params_dense"].values, dtype=float), strict=True))
+    return float(sum(seen.values()))
+
+
+@styled
+def compression_figure(sweep: xr.Dataset, layers: Sequence[str] | None = None,
+                       delta: float | None = 1.0, width: float = TWO_COLUMNS, *,
+                       extra: xr.Dataset | None = None, total_params: float | None = None,
+                       z: float = Z_95) -> Figure:
+    """Accuracy drop (points, symlog) against compression ratio (dense / compressed
+    parameters, log) with the Pareto front of each method: the whole network first (every
+    trial; ratio over ``total_params``, default the truncated layers' kernels), then one
+    panel per layer (its single-cut and all-cuts trials; ratio of that layer).
+
+    ``extra``: more points on the same axes, e.g. tensorized models — a dataset along one
+    dimension with coordinate ``method``, variables ``accuracy`` (fraction; with an epoch
+    dimension too, its last epoch), ``params`` or ``params_after`` (parameters of the
+    compressed layers after) and optionally ``params_dense`` or ``params_before`` (before;
+    default ``total_params``), optionally ``layer`` (the layer compressed; "" or absent:
+    drawn in the whole-network panel only); attribute ``baseline_accuracy`` when measured
+    against another baseline than the sweep's. Points with NaN accuracy are left out.
+    """
+    delta = 1.0 if delta is None else float(delta)
+    total = float(total_params) if total_params else truncated_params(sweep)
+    base = float(sweep.attrs["baseline_accuracy"])
+    points = {**_compression_points(sweep, total), **_extra_points(extra, total, base)}
+    names = [n for n in truncated_layers(sweep) if layers is None or n in set(layers)]
+    colors = _method_colors(list(points))
+    fig, axes = _grid(1 + len(names), width, row_height=2.0)
+    all_drops = np.concatenate([p[3] for p in points.values()])
+    margin = _sampling_margin(sweep, delta, z)
+    for ax, name in zip(axes, [None, *names], strict=True):
+        drops = []
+        for method, (layer, ratio, net, drop) in points.items():
+            sel = np.ones(layer.shape, bool) if name is None else layer == name
+            x = net[sel] if name is None else ratio[sel]
+            y = drop[sel]
+            if not sel.any():
+                continue
+            c = colors[method]
+            is_extra = not method.startswith("truncation")
+            ax.scatter(x, y, s=16 if is_extra else 5, color=c, alpha=1 if is_extra else 0.3,
+                       marker="*" if is_extra else "o", lw=0, zorder=3 if is_extra else 2)
+            front = pareto_front(x, y)
+            if not is_extra:
+                ax.step(x[front], y[front], where="pre", color=c, lw=1.1, zorder=4)
+                ax.plot(x[front], y[front], ls="none", marker="o", markersize=2.5, color=c,
+                        zorder=4)
+            drops.append(y)
+        _drop_axis(ax, np.concatenate(drops) if drops else all_drops, delta, margin)
+        _ratio_axis(ax)
+        ax.set_xlabel("compression ratio" if name else "compression ratio, whole network")
+        ax.set_title("whole network (every trial)" if name is None else f"layer {name}")
+    handles = [Line2D([], [], color=colors[m], marker="*" if not m.startswith("truncation")
+                      else "o", ls="-" if m.startswith("truncation") else "none",
+                      label=f"{m}{', Pareto front' if m.startswith('truncation') else ''}")
+               for m in points if points[m][3].size]
+    fig.legend(handles=handles + _drop_handles(delta, margin, z), loc="outside upper center",
+               ncol=2 if width < 5 else 3, frameon=False)
+    return fig
+
+
+# --------------------------------------------------------------------------- central
+
+
+@styled
+def central_figure(sweep: xr.Dataset, linkage: xr.Dataset, width: float = TWO_COLUMNS, *,
+                   total_params: float | None = None, extra: xr.Dataset | None = None
+                   ) -> Figure:
+    """The study's answer in three panels: (a) accuracy drop against norm loss of every
+    layer's distinct cuts (colour: depth); (b) the tolerated norm loss against depth, each
+    distinct cut with its censored interval [last passing, first failing) and the layer
+    median; (c) accuracy drop against whole-network compression ratio with the Pareto
+    fronts. δ and z are the link's."""
+    delta = float(linkage.attrs.get("delta_points", 1.0))
+    z = float(linkage.attrs.get("z", Z_95))
+    base = float(sweep.attrs["baseline_accuracy"])
+    names = [str(n) for n in linkage["layer"].values]
+    colors = layer_colors(names)
+    classes = cut_classes(linkage)
+    narrow = width < 5
+    fig, axes = plt.subplots(3 if narrow else 1, 1 if narrow else 3,
+                             figsize=(width, 7.2 if narrow else 2.5), layout="constrained")
+    a, b, c = axes
+    single = single_trials(sweep)
+    groups = curves(single)
+    margin = _sampling_margin(sweep, delta, z)
+    drops = []
+    for name in names:
+        draw, _, _ = _layer_cuts(classes, name, [cut for n, cut in groups if n == name])
+        for cut in draw:
+            rows = groups[name, cut]
+            x, y, _ = _drop_curve(rows, np.asarray(rows["norm_loss"].values, float), base, True)
+            a.plot(x, y, color=colors[name], lw=0.9, marker="o", markersize=1.8, alpha=0.85,
+                   zorder=3)
+            drops.append(y)
+    _drop_axis(a, np.concatenate(drops) if drops else np.zeros(0), delta, margin)
+    _log_axis(a, "x")
+    a.set_xlabel("norm loss of the truncation")
+    a.set_title("(a) one layer, one cut truncated")
+    handles = _depth_layer_handles(fig, b, names, colors)
+    handles += _tolerance_by_depth(b, linkage, classes, colors)
+    b.set_title("(b) tolerated norm loss")
+    tot = float(total_params) if total_params else truncated_params(sweep)
+    points = {**_compression_points(sweep, tot),
+              **_extra_points(extra, tot, base)}
+    method_colors = _method_colors(list(points))
+    cdrops = []
+    for method, (_, _, net, dr) in points.items():
+        col = method_colors[method]
+        if not dr.size:
+            continue
+        if method.startswith("truncation"):
+            c.scatter(net, dr, s=4, color=col, alpha=0.25, lw=0, zorder=2)
+            front = pareto_front(net, dr)
+            c.step(net[front], dr[front], where="pre", color=col, lw=1.1, zorder=4)
+            handles.append(Line2D([], [], color=col, label="Pareto front, " + method))
+        else:
+            c.scatter(net, dr, s=22, marker="*", color=col, zorder=5)
+            handles.append(Line2D([], [], color=col, marker="*", ls="none", label=method))
+        cdrops.append(dr)
+    _drop_axis(c, np.concatenate(cdrops), delta, margin)
+    _ratio_axis(c)
+    c.set_xlabel("whole-network compression")
+    c.set_title("(c) compression")
+    fig.legend(handles=handles, loc="outside upper center",
+               ncol=len(handles) if len(handles) <= 6 else math.ceil(len(handles) / 2),
+               frameon=False, fontsize=6, handlelength=1.5, columnspacing=1.2)
+    fig.legend(handles=_drop_handles(delta, margin, z), loc="outside lower center", ncol=3,
+               frameon=False, fontsize=6)
+    return fig
+
+
+def _depth_layer_handles(fig: Figure, ax: Axes, names: Sequence[str],
+                         colors: Mapping[str, tuple]) -> list[Line2D]:
+    """Layer colours (by depth): legend handles for a few layers; a colour bar beside
+    ``ax`` for many."""
+    if len(names) <= 6:
+        return [Line2D([], [], color=colors[n], marker="o", markersize=2, label=n)
+                for n in names]
+    sm = matplotlib.cm.ScalarMappable(cmap=matplotlib.colors.ListedColormap(
+        [colors[n] for n in names]), norm=matplotlib.colors.Normalize(-0.5, len(names) - 0.5))
+    bar = fig.colorbar(sm, ax=ax, pad=0.01, fraction=0.05, aspect=30)
+    bar.set_ticks([0, len(names) - 1], labels=["first", "last"])
+    bar.ax.tick_params(labelsize=5.5)
+    bar.set_label("layer depth", fontsize=6)
+    return []
+
+
+def _tolerance_by_depth(ax: Axes, linkage: xr.Dataset, classes: xr.Dataset,
+                        colors: Mapping[str, tuple]) -> list[Line2D]:
+    """Tolerated norm loss of each distinct cut at its layer's position (bars: the censored
+    interval [low, high)), the layer median as a line; returns the legend handles."""
+    names = [str(n) for n in linkage["layer"].values]
+    cuts = [str(c) for c in linkage["cut"].values]
+    low = linkage["tolerated_norm_loss"].transpose("layer", "cut").values
+    high = (linkage["tolerated_norm_loss_high"].transpose("layer", "cut").values
+            if "tolerated_norm_loss_high" in linkage else low)
+    for i, name in enumerate(names):
+        draw, _, _ = _layer_cuts(classes, name, [c for j, c in enumerate(cuts)
+                                                 if np.isfinite(low[i, j])])
+        js = [cuts.index(c) for c in draw]
+        if not js:
+            continue
+        offsets = np.linspace(-0.28, 0.28, len(js)) if len(js) > 1 else np.zeros(1)
+        for off, j in zip(offsets, js, strict=True):
+            ax.plot([i + off, i + off], [low[i, j], high[i, j]], color=colors[name], lw=0.6,
+                    alpha=0.35, zorder=2)
+        ax.scatter(i + offsets, low[i, js], s=7, color=colors[name], zorder=3, lw=0)
+    med = linkage["layer_tolerated_norm_loss"].values
+    ax.plot(np.arange(len(names)), med, color="0.2", lw=1.1, marker="_", markersize=9,
+            zorder=4, label="median over distinct cuts")
+    ax.set_xlim(-0.6, len(names) - 0.4)
+    if len(names) <= 8:
+        ax.set_xticks(np.arange(len(names)), names, rotation=30, ha="right",
+                      rotation_mode="anchor", fontsize=6)
+    else:
+        step = math.ceil(len(names) / 5)
+        ticks = [t for t in range(0, len(names), step) if len(names) - 1 - t > step / 2]
+        ticks.append(len(names) - 1)
+        ax.set_xticks(ticks, [names[t] for t in ticks], rotation=30, ha="right",
+                      rotation_mode="anchor", fontsize=5.5)
+    ax.grid(axis="x", visible=False)
+    finite = high[np.isfinite(high)]
+    ax.set_ylim(0, min(1.0, float(finite.max()) if finite.size else 1.0) * 1.05 + 0.01)
+    ax.set_xlabel("layer (forward order)")
+    ax.set_ylabel("tolerated norm loss")
+    return [Line2D([], [], color="0.2", marker="_", markersize=9,
+                   label="median over distinct cuts")]
 
 
 # --------------------------------------------------------------------------- linkage
@@ -664,24 +1248,30 @@ def training_figure(metrics: xr.Dataset, width: float = ONE_COLUMN) -> Figure:
 
 
 def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None,
-                  layers: Sequence[str] | None = None) -> dict[str, Callable[[], Figure]]:
-    """A function drawing each figure the ``datasets`` allow, by file stem, in report order.
+                  layers: Sequence[str] | None = None, *,
+                  total_params: float | None = None) -> dict[str, Callable[[], Figure]]:
+    """A function drawing each figure the ``datasets`` allow, by file stem, in the order of
+    the report's sections (``central``, on the report's first screen, leads the sweep's).
 
     ``datasets``: any of ``spectra``, ``sweep``, ``linkage``, ``recovery``,
-    ``tensorize``, ``metrics``. ``width``: force one width (default: each figure's own,
-    two columns for the multi-panel ones, one column for the rest).
+    ``tensorize``, ``metrics``, and ``comparison`` or ``compare`` (extra points of the
+    compression figures, see :func:`compression_figure`). ``width``: force one width (default: each
+    figure's own, two columns for the multi-panel ones, one column for the rest).
+    ``total_params``: the whole network's parameters (default: the truncated kernels').
     """
-    spectra, sw = datasets.get("spectra"), datasets.get("sweep")
+    spectra, sw, lk = datasets.get("spectra"), datasets.get("sweep"), datasets.get("linkage")
     cuts: list[str] = []
-    for ds in (spectra, datasets.get("linkage")):
+    for ds in (spectra, lk):
         if ds is not None:
             cuts += [str(c) for c in ds["cut"].values]
     if sw is not None:  # the trials along one cut
         cuts += [cut for scope in ("layer", "all-layers")
                  for _, cut in curves(scope_trials(sw, scope))]
     pal = cut_colors(list(dict.fromkeys(cuts)))
-    delta = float(datasets["linkage"].attrs.get("delta_points", 1.0)) \
-        if "linkage" in datasets else 1.0
+    delta = float(lk.attrs.get("delta_points", 1.0)) if lk is not None else 1.0
+    z = float(lk.attrs.get("z", Z_95)) if lk is not None else Z_95
+    merge = lk if lk is not None else spectra
+    extra = datasets.get("comparison", datasets.get("compare"))
     two = width or TWO_COLUMNS
     one = width or ONE_COLUMN
     makers: list[tuple[str, Callable[[], Figure]]] = []
@@ -693,18 +1283,28 @@ def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None
             ("entropy", lambda: entropy_heatmap(spectra, layers, width=two)),
             ("norm_loss", lambda: norm_loss_figure(spectra, layers, pal, width=two)),
         ]
+    sized = sw is not None and "params_dense" in sw and "params_factorized" in sw
+    if sized and lk is not None:  # the first screen's figure leads the sweep's
+        makers.append(("central", lambda: central_figure(sw, lk, width=two,
+                                                         total_params=total_params,
+                                                         extra=extra)))
     if sw is not None:
         makers += [
             ("accuracy_vs_norm_loss",
-             lambda: accuracy_vs_norm_loss(sw, layers, pal, delta, width=two)),
+             lambda: accuracy_vs_norm_loss(sw, layers, pal, delta, width=two, cuts=merge, z=z)),
             ("accuracy_vs_kept_fraction",
-             lambda: accuracy_vs_kept_fraction(sw, spectra, layers, pal, delta, width=two)),
-            ("combined_truncations", lambda: combined_truncations(sw, pal, delta, width=two)),
+             lambda: accuracy_vs_kept_fraction(sw, spectra, layers, pal, delta, width=two,
+                                               z=z)),
+            ("combined_truncations",
+             lambda: combined_truncations(sw, pal, delta, width=two, z=z)),
         ]
-    if "linkage" in datasets:
-        makers.append(("tolerance", lambda: tolerance_figure(datasets["linkage"], pal,
-                                                             width=two)))
-        makers.append(("depth", lambda: depth_figure({"this model": datasets["linkage"]},
+    if sized:
+        makers.append(("compression",
+                       lambda: compression_figure(sw, layers, delta, width=two, extra=extra,
+                                                  total_params=total_params, z=z)))
+    if lk is not None:
+        makers.append(("tolerance", lambda: tolerance_figure(lk, pal, width=two)))
+        makers.append(("depth", lambda: depth_figure({"this model": lk},
                                                      width=one if width else ONE_COLUMN)))
     if "recovery" in datasets:
         makers.append(("recovery", lambda: recovery_figure(datasets["recovery"], width=two)))
@@ -731,8 +1331,9 @@ def save_figure(fig: Figure, stem: str | object, formats: Sequence[str] = ("png"
 
 __all__ = [
     "ALL_CUTS_STYLE", "ONE_COLUMN", "TWO_COLUMNS", "accuracy_vs_kept_fraction",
-    "accuracy_vs_norm_loss", "combined_truncations", "cut_colors", "depth_figure",
-    "entropy_heatmap", "layer_role",
-    "figure_makers", "layer_colors", "norm_loss_figure", "recovery_figure", "save_figure",
-    "spectra_figure", "style", "tensorize_figure", "tolerance_figure", "training_figure",
+    "accuracy_vs_norm_loss", "central_figure", "combined_truncations", "compression_figure",
+    "cut_classes", "cut_colors", "depth_figure", "entropy_heatmap", "figure_makers",
+    "layer_colors", "layer_role", "network_ratio", "norm_loss_figure", "normalized_entropy",
+    "paired_drop", "pareto_front", "recovery_figure", "save_figure", "spectra_figure",
+    "style", "tensorize_figure", "tolerance_figure", "training_figure", "truncated_params",
 ]

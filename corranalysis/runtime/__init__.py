@@ -23,7 +23,6 @@ from ._load import (
     check_data_fits,
     check_weights,
     load_trained,
-    model_sha256,
     run_record,
 )
 from ._loop import HISTORY_KEYS, Fit, fit
@@ -46,6 +45,6 @@ __all__ = [
     "check_weights",
     "evaluate", "evaluate_variants", "evaluate_variants_naive", "fit", "gram_supported",
     "history_dataset", "input_grams", "load_trained", "output_error", "paired_drop_beyond",
-    "lr_factor", "make_optimizer", "make_scheduler", "model_sha256", "run_config", "run_record",
+    "lr_factor", "make_optimizer", "make_scheduler", "run_config", "run_record",
     "save_state_dict", "time_steps", "train",
 ]

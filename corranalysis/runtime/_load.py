@@ -15,7 +15,6 @@ Dataset or DataLoader (evaluation data), or a ``(train, test)`` pair of them.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Mapping
@@ -36,7 +35,7 @@ from ..models import resolve_model
 from ._optim import BATCH_SIZE
 
 __all__ = ["GIVEN_FORMATS", "Trained", "check_data_fits", "check_weights", "load_trained",
-           "model_sha256", "run_record"]
+           "run_record"]
 
 #: ``dataset_format`` of a run.json whose data was given as objects (torch Datasets or
 #: DataLoaders): its ``dataset`` describes them and cannot be loaded again by name
@@ -100,16 +99,6 @@ def check_weights(state: Mapping[str, torch.Tensor], source: str) -> None:
             raise InputError(f"{source}: {key!r} is empty (shape "
                              f"{tuple(value.shape)}); the checkpoint is damaged")
         check_finite(key, value, source)
-
-
-def model_sha256(model: nn.Module) -> str:
-    """SHA-256 of a model's state (names and bytes of every tensor): what a result was made
-    from, recorded as ``model_sha256`` on sweeps."""
-    h = hashlib.sha256()
-    for name, value in model.state_dict().items():
-        h.update(name.encode())
-        h.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return h.hexdigest()
 
 
 def _dataset_label(dataset: Any, info: Any) -> str | None:

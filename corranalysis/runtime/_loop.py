@@ -29,11 +29,11 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import atomic_path
+from ..progress import progress_bar
 from ._evaluate import batches, evaluate
 from ._optim import Optim, make_optimizer, make_scheduler
 
@@ -232,8 +232,8 @@ def fit(
             model.eval()
             record(0, {"epoch_seconds": 0.0})
         t_start = time.perf_counter()
-        bar = tqdm(range(start, n_epochs + 1), desc=desc, unit="epoch", disable=not progress,
-                   initial=start - 1, total=n_epochs)
+        bar = progress_bar(range(start, n_epochs + 1), desc=desc, unit="epoch",
+                           disable=not progress, initial=start - 1, total=n_epochs)
         for epoch in bar:
             t0 = time.perf_counter()
             _seed_epoch(train_data, seed, epoch)
@@ -242,9 +242,9 @@ def fit(
             loss_sum = torch.zeros((), dtype=torch.float64, device=dev)
             correct = torch.zeros((), dtype=torch.int64, device=dev)
             n = 0
-            inner = tqdm(batches(train_data, dev), desc=f"epoch {epoch}/{n_epochs}", leave=False,
-                         unit="batch", disable=not progress,
-                         total=min(per_epoch, total - done))
+            inner = progress_bar(batches(train_data, dev), leave=False, unit="batch",
+                                 desc=f"{desc}: epoch {epoch}/{n_epochs}",
+                                 disable=not progress, total=min(per_epoch, total - done))
             for i, (x, y) in enumerate(inner):
                 if done >= total:
                     break

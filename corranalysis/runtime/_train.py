@@ -37,7 +37,7 @@ import numpy as np
 import torch
 import xarray as xr
 from torch import nn
-from tqdm.auto import tqdm
+from tqdm.std import tqdm  # tqdm.write only (tqdm.auto warns in kernels without ipywidgets)
 
 from ..data import DATASETS, as_loaders, dataset_checksum, make_loaders
 from ..devices import resolve_device

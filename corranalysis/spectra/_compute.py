@@ -33,7 +33,6 @@ import torch
 import xarray as xr
 from scipy.linalg import lapack
 from threadpoolctl import threadpool_info, threadpool_limits
-from tqdm.auto import tqdm
 
 from ..devices import resolve_device
 from ..errors import InputError
@@ -51,6 +50,7 @@ from ..kernels import (
     matricize,
     select_cuts,
 )
+from ..progress import progress_bar
 from ..provenance import provenance
 from . import _budget, _lapack
 from ._budget import MAX_BATCH_ELEMENTS, SpectraEstimate
@@ -608,9 +608,9 @@ def compute_spectra(
     # the estimate first, then the bar: cuts of all layers, updated as each matrix is done,
     # with the time left
     if progress:
-        tqdm.write(f"spectra: {request.estimate}", file=sys.stderr)
-    with tqdm(total=len(jobs), desc="spectra", unit="cut", disable=not progress,
-              dynamic_ncols=True) as bar, torch.no_grad():
+        print(f"spectra: {request.estimate}", file=sys.stderr)
+    with progress_bar(total=len(jobs), desc="spectra", unit="cut", disable=not progress,
+                      dynamic_ncols=True) as bar, torch.no_grad():
         if method == "fast":
             spectra = _fast_spectra(jobs, bar.update)
         else:

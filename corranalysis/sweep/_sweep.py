@@ -45,7 +45,6 @@ import torch
 import xarray as xr
 from torch import nn
 from torch.utils.data import Dataset
-from tqdm.auto import tqdm
 
 from ..data import as_loaders
 from ..devices import resolve_device
@@ -58,7 +57,8 @@ from ..kernels import (
     select_cuts,
     select_layers,
 )
-from ..provenance import provenance
+from ..progress import progress_bar
+from ..provenance import file_sha256, params_sha256, provenance
 from ..runtime import (
     StopRule,
     check_data_fits,
@@ -67,7 +67,6 @@ from ..runtime import (
     gram_supported,
     input_grams,
     load_trained,
-    model_sha256,
     output_error,
 )
 from ..truncation import (
@@ -561,6 +560,7 @@ def sweep(
     progress: bool = False,
     source: Source | None = None,
     config: Mapping[str, Any] | None = None,
+    checkpoint: str | Path | None = None,
 ) -> xr.Dataset:
     """Evaluate every trial of the grid layers × cuts × keeps (see :func:`build_trials`).
 
@@ -572,7 +572,12 @@ def sweep(
     ``layer``, ``cuts``, ``keep``, ``truncation``; variables accuracy (fraction), loss,
     norm_loss, output_error, rel_error, fidelity, chi, params_factorized, params_dense,
     n_layers, n_images, stopped, plan, ``correct(trial, image)``,
-    ``baseline_correct(image)``; attrs ``baseline_accuracy``, ``n_test`` and provenance).
+    ``baseline_correct(image)``; attrs ``baseline_accuracy``, ``n_test``, ``params_sha256``
+    (:func:`corranalysis.provenance.params_sha256` of ``model``), ``model_sha256`` (the SHA-256
+    of ``checkpoint``'s bytes, where the model was read from a file) and provenance).
+
+    ``checkpoint``: the weight file ``model`` was loaded from (default: ``source``'s, for a
+    :class:`CheckpointSource`), recorded by its checksum only.
 
     ``truncations``: ``svd`` and/or ``data-aware`` (see :func:`build_trials`);
     ``calibration``: batches (or a Dataset, as ``data``) whose input Grams the data-aware
@@ -611,6 +616,14 @@ def sweep(
     check_data_fits(model, data, dev)
     if workers is not None and (not isinstance(workers, int) or workers < 1):
         raise InputError(f"workers={workers!r}: give a number of worker processes >= 1")
+    if checkpoint is None and isinstance(source, CheckpointSource):
+        checkpoint = source.checkpoint
+    if checkpoint is not None and not Path(checkpoint).is_file():
+        raise InputError(f"checkpoint={str(checkpoint)!r} is not a file; give the weight file "
+                         "the model was loaded from (its SHA-256 is recorded), or None")
+    hashes = {"params_sha256": params_sha256(model)}
+    if checkpoint is not None:
+        hashes["model_sha256"] = file_sha256(checkpoint)
     source = source or ObjectSource(model, data)
     chunks = make_chunks(trials, model, chunk_size)
     keep_labels = [k.label for k in parse_keeps(keeps) or []] or "default"
@@ -622,7 +635,7 @@ def sweep(
             **(dict(config) if config else {})}
     fingerprint = hashlib.sha256(json.dumps({
         "trials": [t.as_dict() for t in trials], "chunks": chunks,
-        "model": model_sha256(model), "n_samples": _n_samples(data), "config": conf,
+        "model": hashes["params_sha256"], "n_samples": _n_samples(data), "config": conf,
     }, sort_keys=True, default=str).encode()).hexdigest()
 
     parts_dir = Path(f"{out_path}.parts") if out_path is not None else None
@@ -664,8 +677,8 @@ def sweep(
             calib = input_grams(model, calibration, aware, dev)
     bar = None
     if progress:
-        bar = tqdm(total=len(trials), unit="trial", desc="sweep",
-                   initial=sum(len(chunks[c]) for c in done))
+        bar = progress_bar(total=len(trials), unit="trial", desc="sweep",
+                           initial=sum(len(chunks[c]) for c in done))
 
     def finished(c: int, part: Mapping[str, Any]) -> None:
         ds = _part_dataset(part, trials)
@@ -693,8 +706,7 @@ def sweep(
             bar.close()
     _CACHE.pop(source.key, None)
     _SVD_CACHES.clear()  # SVDs of the last layers: free them with the sweep
-    attrs = provenance(config=conf, device=str(dev), model_sha256=model_sha256(model),
-                       fingerprint=fingerprint)
+    attrs = provenance(config=conf, device=str(dev), fingerprint=fingerprint, **hashes)
     ds = merge_parts([done[c] for c in range(len(chunks))], attrs)
     if out_path is not None:
         write_netcdf(ds, out_path)
