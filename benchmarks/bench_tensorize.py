@@ -49,11 +49,12 @@ def bench_layers(device: torch.device, n: int, c: int, side: int, batch: int,
     lin = nn.Sequential(nn.Linear(n, n))
     conv = nn.Sequential(nn.Conv2d(c, c, 3, padding=1))
     cases = [
-        ("linear", lin, torch.randn(batch, n), {"0": {"method": "mpo", "compression": 5}}),
+        *[("linear", lin, torch.randn(batch, n), {"0": {"method": m, "compression": 5}})
+          for m in ("svd", "mpo")],
         ("linear", lin, torch.randn(batch, n),
          {"0": {"method": "adtn", "depth": 2, "fit_steps": 0}}),
         *[("conv2d", conv, torch.randn(batch, c, side, side),
-           {"0": {"method": m, "compression": 5}}) for m in ("mpo", "tucker", "cp")],
+           {"0": {"method": m, "compression": 5}}) for m in ("svd", "mpo", "tucker", "cp")],
     ]
     dense_cache: dict[str, float] = {}
     for kind, dense, x, spec in cases:

@@ -168,7 +168,7 @@ def tensorize_run(
             f"({h['epoch_seconds'][-1]:.1f} s)")
 
     x, y, x_eval = _timing_batches(trained.train, trained.test, dev)
-    dense_t, new_t = (time_steps(m, x, y, x_eval, optim=optim) for m in (base, new))
+    dense_t, new_t = time_steps([base, new], x, y, x_eval, optim=optim)
     log(f"one training step (batch {dense_t.batch}): {new_t.step_seconds * 1e3:.1f} ms vs "
         f"dense {dense_t.step_seconds * 1e3:.1f} ms; inference (batch "
         f"{dense_t.inference_batch}): {new_t.inference_seconds * 1e3:.1f} ms vs dense "
