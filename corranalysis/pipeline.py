@@ -40,7 +40,7 @@ from .io import read_netcdf, write_json, write_netcdf
 from .kernels import extract_kernels
 from .linkage import link, scoped_sweep
 from .provenance import file_sha256, package_versions
-from .report import build_report
+from .report import build_report, comparison_files, read_comparisons
 from .report.figures import figure_makers
 from .retrain import FINE_TUNE, auto_plan, retrain
 from .runtime import BATCH_SIZE, Optim, Trained, evaluate, load_trained, save_state_dict, train
@@ -249,7 +249,9 @@ class Study:
 
     def stage_report(self, force: bool) -> str:
         out = self.config.report.out
-        return str(build_report(load_run(self.run_dir), out_dir=Path(out) if out else None))
+        found = comparison_files(self.run_dir)  # compare.nc files kept in the run directory
+        return str(build_report(load_run(self.run_dir), out_dir=Path(out) if out else None,
+                                comparisons=read_comparisons(*found) if found else None))
 
     # ------------------------------------------------------------------ driver
     def run(self, force: Sequence[str] = (), only: Sequence[str] | None = None) -> Path | None:

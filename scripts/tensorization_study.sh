@@ -17,11 +17,17 @@ $CA train -m cnn4 -d fashion-mnist -e 10 -o "$R/base_cnn4"     # = the default s
 # ---- one comparison at equal budgets: same loop, optimiser (Adam 1e-3), epochs and data
 CMP=(--epochs 2 --train-size 20000)
 $CA compare "$R/base_fc2/model.pt" --layers classifier.1 --compressions 2,5,10,50,100 \
-    --methods svd,mpo,adtn --adtn-depths 1,4 "${CMP[@]}" -o "$R/compare_fc2"
+    --methods svd,mpo,adtn --adtn-depths 1 "${CMP[@]}" -o "$R/compare_fc2"
 $CA compare "$R/base_lenet5/model.pt" --layers classifier.1 --compressions 2,5,10,50,100 \
-    --methods svd,mpo,adtn --adtn-depths 1,4 "${CMP[@]}" -o "$R/compare_lenet5"
+    --methods svd,mpo,adtn --adtn-depths 1 "${CMP[@]}" -o "$R/compare_lenet5"
 $CA compare "$R/base_cnn4/model.pt" --layers 'features.[1-9]*' --compressions 2,5,10 \
-    --methods svd,tucker,cp,mpo,adtn --adtn-depths 1 "${CMP[@]}" -o "$R/compare_cnn4"
+    --methods svd,tucker,cp,mpo,adtn --adtn-depths 1 --epochs 1 --train-size 5000 \
+    --test-size 2000 -o "$R/compare_cnn4"     # smaller: convolutions cost more on 2 cores
+
+# step and inference time of every variant beside dense, interleaved, one thread
+for m in fc2 lenet5 cnn4; do
+    .venv/bin/python benchmarks/bench_compare.py "$R/compare_$m" --threads 1
+done
 
 # ---- the t3f anchor: fc2's first layer at TT rank 16, two epochs of fine-tuning
 $CA tensorize "$R/base_fc2/model.pt" --spec configs/tensorize_fc2_t3f.yaml --epochs 2 \

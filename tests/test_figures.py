@@ -332,3 +332,89 @@ def test_compression_figure_reads_a_comparison_with_epochs_and_unreachable_varia
     labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
     assert "mpo" in labels and "adtn" in labels and "cp" not in labels  # nothing to show
     plt.close(fig)
+
+
+def test_the_recovery_figure_draws_the_control_and_what_re_truncation_would_do(datasets):
+    rec = datasets["recovery"]
+    fig = F.recovery_figure(rec, delta=1.0)
+    a, b = fig.axes[:2]
+    assert a.get_yscale() == "symlog"  # drop in points, as every figure of the sweep
+    base = rec.attrs["baseline_accuracy"]
+    lines = [ln for ln in a.lines if len(ln.get_xdata()) == rec.sizes["epoch"]]
+    control = [ln for ln in lines if ln.get_marker() == "D" and ln.get_linestyle() == "-"]
+    assert np.allclose(control[0].get_ydata(), 100 * (base - rec.accuracy.sel(mode="control")))
+    dashed = [ln for ln in lines if ln.get_linestyle() == "--"]
+    apart = [m for m, part in F.recovery_modes(rec)
+             if 100 * np.abs(part.retruncated_accuracy - part.accuracy).max() > 0.05]
+    assert len(dashed) == len(apart) and "projected" not in apart  # kept truncated
+    assert sorted(np.round(np.concatenate([ln.get_ydata() for ln in b.lines]), 9)) == sorted(
+        np.round(rec.network_norm_loss.values.ravel(), 9))
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "control (untruncated, re-trained)" in labels
+    assert "the same, re-truncated at the plan's χ" in labels
+    plt.close(fig)
+
+
+def test_the_recovery_spectra_show_each_planned_kernel_and_its_chi(datasets):
+    rec = datasets["recovery"]
+    fig = F.recovery_spectra_figure(rec)
+    assert len(fig.axes) == rec.sizes["layer"]
+    for ax, name in zip(fig.axes, rec.layer.values, strict=True):
+        chi = int(rec.chi.sel(layer=name).values.ravel()[0])
+        vlines = [ln for ln in ax.lines if ln.get_linestyle() == "--"]
+        assert vlines and vlines[0].get_xdata()[0] == chi + 0.5
+        assert ax.get_yscale() == "log" and ax.get_title().startswith(str(name))
+        assert any("re-truncation norm loss" in t.get_text() for t in ax.texts)
+    plt.close(fig)
+
+
+def test_the_comparison_figure_draws_drops_fronts_and_what_could_not_be_reached(
+        tmp_path_factory):
+    run, _ = example(tmp_path_factory)
+    ds = read_netcdf(run / "compare_tiny" / "compare.nc")
+    fig = F.comparison_figure(ds)
+    ax, tx = fig.axes[:2]
+    assert ax.get_yscale() == "symlog" and ax.get_xscale() == "log"
+    assert tx.get_yscale() == "log"
+    base = ds.attrs["baseline_accuracy"]
+    ok = ds.reachable.values.astype(bool)
+    drops = 100 * (base - F.final_accuracy(ds)[ok])
+    ys = np.concatenate([ln.get_ydata() for ln in ax.lines if ln.get_linestyle() == "-"])
+    assert np.isin(np.round(drops, 9), np.round(ys, 9)).all()
+    fell = [ln for ln in ax.lines if ln.get_marker() == "x"]
+    assert len(fell) == 1 and len(fell[0].get_xdata()) == int(ds.fell_below_start.sum())
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "not reachable: cp_5x" in labels and "ADTN" in labels
+    plt.close(fig)
+
+
+def test_compression_figures_take_the_fine_tuned_variants_of_a_comparison(tmp_path_factory,
+                                                                          datasets):
+    from corranalysis.report._tensorization import comparison_points
+
+    run, _ = example(tmp_path_factory)
+    ds = read_netcdf(run / "compare_tiny" / "compare.nc")
+    points = comparison_points({"tiny": ds}, layers=["3"])
+    assert points.sizes["point"] == int(ds.reachable.sum())
+    assert set(points.layer.values) == {"3"}  # the comparison targets layer 3 alone
+    fig = F.compression_figure(datasets["sweep"], extra=points, total_params=1000)
+    labels = [t.get_text() for leg in fig.legends for t in leg.get_texts()]
+    assert "truncation (svd, best cut), fine-tuned" in labels  # a point, not a front
+    assert "ADTN, fine-tuned" in labels
+    layer3 = fig.axes[[a.get_title() for a in fig.axes].index("layer 3")]
+    xs = np.concatenate([c.get_offsets()[:, 0] for c in layer3.collections
+                         if len(c.get_offsets())])
+    assert np.isclose(xs, 440 / 40).any()  # ADTN at its own compression of the layer
+    plt.close(fig)
+
+
+def test_ratio_axes_span_wide_ranges_with_few_ticks():
+    from corranalysis.report.figures._axes import _ratio_axis
+
+    fig, ax = plt.subplots()
+    ax.plot([1.6, 900], [0, 1])
+    _ratio_axis(ax)
+    lo, hi = ax.get_xlim()
+    ticks = [t for t in ax.get_xticks() if lo <= t <= hi]
+    assert 2 <= len(ticks) <= 5 and max(ticks) / min(ticks) >= 100  # most of 1.6–900
+    plt.close(fig)

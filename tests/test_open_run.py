@@ -35,7 +35,7 @@ NOTEBOOK = ROOT / "notebooks" / "04_your_own_model.ipynb"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory) -> Path:
     """A small real run (tiny CNN: spectra, sweep, linkage, recovery, tensorize). Read-only."""
-    return make_run(tmp_path_factory.mktemp("open") / "demo")
+    return make_run(tmp_path_factory.mktemp("open") / "demo", compare=False)
 
 
 def _copy(run: Path, dest: Path, files: tuple[str, ...] | None = None) -> Path:

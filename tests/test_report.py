@@ -28,7 +28,13 @@ from corranalysis.io import read_netcdf, write_json, write_netcdf  # noqa: E402
 from corranalysis.kernels import extract_kernels  # noqa: E402
 from corranalysis.linkage import failing, link, scoped_sweep  # noqa: E402
 from corranalysis.pipeline import Run, load_run  # noqa: E402
-from corranalysis.report import build_figures, build_report  # noqa: E402
+from corranalysis.provenance import provenance  # noqa: E402
+from corranalysis.report import (  # noqa: E402
+    build_figures,
+    build_report,
+    findings,
+    read_comparisons,
+)
 from corranalysis.report._build import (  # noqa: E402
     best_compression,
     depth_answer,
@@ -36,13 +42,20 @@ from corranalysis.report._build import (  # noqa: E402
     plan_rows,
 )
 from corranalysis.retrain import retrain  # noqa: E402
+from corranalysis.runtime import Optim  # noqa: E402
 from corranalysis.spectra import compute_spectra  # noqa: E402
 from corranalysis.sweep import sweep  # noqa: E402
+from corranalysis.tensorize.compare import comparison_dataset  # noqa: E402
 from corranalysis.tensorize.run import results_dataset  # noqa: E402
 
 STEMS = ("spectra", "entropy", "norm_loss", "central", "accuracy_vs_norm_loss",
          "accuracy_vs_kept_fraction", "combined_truncations", "compression", "tolerance", "depth",
-         "recovery", "tensorize")
+         "recovery", "recovery_spectra", "tensorize")
+#: The re-training modes of the example run, in the order the CLI and the pipeline write them.
+MODES = ("control", "dense", "projected")
+#: The example's re-training plan: two layers, both compressed.
+PLAN = {"3": {"cuts": ["out|in,kh,kw"], "keep": "frac=0.15"},
+        "6": {"cuts": ["out|in"], "keep": "chi=2"}}
 KEEPS = "frac=1,frac=0.7,frac=0.5,frac=0.3,frac=0.15,frac=0.05,loss=0.05,loss=0.2"
 
 
@@ -61,8 +74,9 @@ def synthetic(n: int = 160) -> TensorDataset:
     return TensorDataset(x, (x.flatten(1) @ w).argmax(1))
 
 
-def make_run(root: Path, tensorize: bool = True) -> Path:
-    """A run directory from the real API: trained tiny CNN → spectra, sweep, linkage, recovery."""
+def make_run(root: Path, tensorize: bool = True, compare: bool = True) -> Path:
+    """A run directory from the real API: trained tiny CNN → spectra, sweep, linkage, recovery
+    (control, dense, projected), and a tensorization comparison in ``compare_tiny/``."""
     data = synthetic()
     train = DataLoader(data, batch_size=32, shuffle=True,
                        generator=torch.Generator().manual_seed(0))
@@ -80,11 +94,11 @@ def make_run(root: Path, tensorize: bool = True) -> Path:
         {"name": root.name, "model": "tiny", "dataset": "synthetic", "seed": 0}))
     spectra = compute_spectra(extract_kernels(model), device="cpu")
     sw = sweep(model, test, keeps=KEEPS, plans="layer,all-cuts,all-layers", device="cpu")
-    plan = {"3": {"cuts": ["out|in,kh,kw"], "keep": "frac=0.15"}}
-    parts = [retrain(copy.deepcopy(model), plan, train, test, 2, mode=m, device="cpu")
-             for m in ("dense", "projected")]
-    recovery = xr.concat(parts, dim=pd.Index(["dense", "projected"], name="mode"),
+    parts = [retrain(copy.deepcopy(model), PLAN, train, test, 2, mode=m, device="cpu",
+                     optim=Optim(lr=0.05)) for m in MODES]
+    recovery = xr.concat(parts, dim=pd.Index(list(MODES), name="mode"),
                          combine_attrs="drop_conflicts")
+    recovery.attrs["budget"] = 0.5  # as `retrain --plan auto --budget 0.5` records it
     outputs = {"spectra": spectra, "sweep": sw, "linkage": link(sw, spectra, delta=1.0),
                "recovery": recovery}
     for name, ds in outputs.items():
@@ -106,7 +120,39 @@ def make_run(root: Path, tensorize: bool = True) -> Path:
                    "train_loss": [float("nan"), 0.9, 0.7], "epoch_seconds": [0.0, 0.1, 0.1]}
         write_netcdf(results_dataset(table, history, {"baseline_accuracy": acc}),
                      root / "tensorize.nc")
+    if compare:
+        write_comparison(root / "compare_tiny", acc)
     return root
+
+
+def write_comparison(folder: Path, baseline: float, model: str = "tiny") -> Path:
+    """A ``compare.nc`` of layer 3 as :func:`corranalysis.tensorize.compare` writes it (its
+    own writer, with made-up accuracies and timings): svd and Tucker at 2× and 5×, CP
+    unreachable at 5×, ADTN at its own size; Tucker at 5× ends below its start."""
+    def row(name, method, target, after, step, **kw):
+        return {"variant": name, "method": method, "target": target, "reachable": True,
+                "note": "", "params_before": 440, "params_after": after,
+                "compression": 440 / after, "model_params_after": 1000 - 440 + after,
+                "step_seconds": step, "inference_seconds": step / 2,
+                "dense_step_seconds": 0.01, "dense_inference_seconds": 0.005,
+                "fell_below_start": 0.0, "fine_tune_seconds": 1.0, **kw}
+
+    rows = [row("svd_2x", "svd", 2.0, 220, 0.012), row("svd_5x", "svd", 5.0, 88, 0.011),
+            row("tucker_2x", "tucker", 2.0, 200, 0.014),
+            row("tucker_5x", "tucker", 5.0, 84, 0.013, fell_below_start=1.0),
+            {"variant": "cp_5x", "method": "cp", "target": 5.0, "reachable": False,
+             "note": "CP of rank 1 keeps 90 parameters > 88"},
+            row("adtn_depth1", "adtn", float("nan"), 40, 0.03)]
+    accuracy = [[baseline - 0.01, baseline - 0.005], [baseline - 0.2, baseline - 0.03],
+                [baseline - 0.02, baseline - 0.004], [baseline - 0.05, baseline - 0.08], [],
+                [0.25, baseline - 0.06]]
+    ds = comparison_dataset(rows, accuracy)
+    ds.attrs.update(layers="3", **provenance(checkpoint=str(folder / "model.pt"), model=model,
+                                             dataset="synthetic", epochs=1, seed=0))
+    ds.attrs["baseline_accuracy"] = baseline
+    folder.mkdir(parents=True)
+    write_netcdf(ds, folder / "compare.nc")
+    return folder / "compare.nc"
 
 
 @functools.cache
@@ -121,7 +167,7 @@ def _example(base: Path) -> tuple[Path, Path]:
         if not (base / "done").is_file():
             shutil.rmtree(base, ignore_errors=True)
             make_run(run)
-            build_report(load_run(run), report)
+            build_report(load_run(run), report, comparisons=read_comparisons(run))
             (base / "done").touch()
     return run, report
 
@@ -455,10 +501,214 @@ def test_two_baselines_are_explained_and_the_plan_is_a_table(built, tmp_path, fa
     assert f"{100 * full:.1f} %" in head["baselines"] and "full test set" in head["baselines"]
     assert "not the training record" in head["sentences"][1]  # the answer says which one
     assert headline(loaded)["baselines"] is None  # one baseline: nothing to explain
-    rows = plan_rows(loaded.datasets["recovery"])
-    assert rows == [{"layer": "3", "cuts": "out|in,kh,kw", "keep": "frac=0.15",
-                     "chi": rows[0]["chi"], "other": ""}]
+    rec = loaded.datasets["recovery"]
+    rows = plan_rows(rec)
+    dense = [int(rec.params_dense.sel(mode="dense", layer=n)) for n in PLAN]
+    fact = [int(rec.params_factorized.sel(mode="dense", layer=n)) for n in PLAN]
+    assert rows == [{"layer": n, "cuts": PLAN[n]["cuts"][0], "keep": PLAN[n]["keep"],
+                     "chi": rows[i]["chi"], "other": "",
+                     "params": f"{d:,} → {f:,} ({d / f:.1f}×)"}
+                    for i, (n, d, f) in enumerate(zip(PLAN, dense, fact, strict=True))]
     html = (build_report(other, tmp_path / "rep") / "index.html").read_text()
     setup = html.split('<section id="setup">')[1].split("</section>")[0]
     assert '<table id="plan">' in setup and "frac=0.15" in setup and "{&#34;" not in setup
     assert 'id="baselines"' in setup
+
+
+# --------------------------------------------------------------------------- recovery
+
+
+def _recovery(modes: dict[str, tuple[list[float], list[float]]], base: float = 0.9,
+              **attrs) -> xr.Dataset:
+    """A recovery dataset of the given modes: mode → (accuracy, re-truncated accuracy) per
+    epoch, with the norm loss of re-truncating growing where the two differ."""
+    acc = np.array([m[0] for m in modes.values()])
+    again = np.array([m[1] for m in modes.values()])
+    loss = np.clip(acc - again, 0, None)
+    ds = xr.Dataset({"accuracy": (("mode", "epoch"), acc),
+                     "retruncated_accuracy": (("mode", "epoch"), again),
+                     "network_norm_loss": (("mode", "epoch"), loss)},
+                    coords={"mode": list(modes), "epoch": np.arange(acc.shape[1])})
+    ds.attrs.update(baseline_accuracy=base, **attrs)
+    return ds
+
+
+def test_dense_recovery_that_re_truncation_undoes_is_not_called_recovered():
+    from corranalysis.report._build import recovery_rows
+
+    rec = _recovery({"control": ([0.90, 0.91, 0.92], [0.60, 0.60, 0.61]),
+                     "dense": ([0.50, 0.85, 0.915], [0.50, 0.70, 0.80]),
+                     "projected": ([0.50, 0.80, 0.912], [0.50, 0.80, 0.912]),
+                     "local": ([0.50, 0.70, 0.75], [0.50, 0.70, 0.75])})
+    rows = {r["mode"]: r for r in recovery_rows(rec, delta=1.0)}
+    assert list(rows) == ["control", "dense", "projected", "local"]
+    assert rows["control"]["start_is"] == "untruncated" and rows["control"]["good"]
+    assert rows["dense"]["verdict"].startswith("not compressed") and not rows["dense"]["good"]
+    assert "recovered" not in rows["dense"]["verdict"]
+    assert "11.5 pt" in rows["dense"]["verdict"]  # 91.5 % → 80.0 % re-truncated
+    assert rows["projected"]["verdict"].startswith("recovered") and rows["projected"]["good"]
+    assert rows["projected"]["versus"] == "−0.8 pt"  # against the control's 92.0 %
+    assert rows["local"]["verdict"] == "compressed, 17.0 pt below the control"
+    text = " ".join(findings({"recovery": rec}))
+    assert "Control (the untruncated model re-trained the same way): 90.0 % → 92.0 %" in text
+    assert "extra training alone gives +2.0 pt" in text
+    assert "Re-training (dense): 50.0 % right after truncation" in text
+    assert "re-truncated at the plan's χ: 80.0 %" in text
+
+
+def test_recovery_without_a_control_is_measured_against_the_untruncated_model():
+    from corranalysis.report._build import recovery_rows
+
+    rec = _recovery({"dense": ([0.5, 0.895], [0.5, 0.895])}, base=0.9)
+    (row,) = recovery_rows(rec)
+    assert row["versus"] == "—"
+    assert row["verdict"] == "recovered: compressed and within 1 pt of the untruncated model"
+    old = rec.drop_vars(["retruncated_accuracy", "network_norm_loss"])  # an earlier file
+    assert recovery_rows(old)[0]["retruncated"] == "n/a"
+    assert recovery_rows(old)[0]["verdict"].startswith("unknown")  # never "recovered"
+    projected = old.assign_coords(mode=["projected"])  # kept truncated by construction
+    assert recovery_rows(projected)[0]["verdict"].startswith("recovered")
+    assert any("Re-training (dense)" in f for f in findings({"recovery": old}))
+
+
+def test_the_recovery_section_states_the_compression_and_the_control(built):
+    run, report = built
+    rec = read_netcdf(run / "recovery.nc")
+    html = (report / "index.html").read_text()
+    section = html.split('<section id="recovery">')[1].split("</section>")[0]
+    kernels, after = rec.attrs["params_kernels"], rec.attrs["params_kernels_compressed"]
+    assert f"{kernels:,} → {after:,}" in section
+    assert f"{rec.attrs['compression']:.2f}× fewer" in section
+    assert "budget: keep at most 50 %" in section
+    assert section.count("<tr>") == 1 + len(MODES)
+    assert "reference: extra training alone" in section
+    dense = rec.sel(mode="dense")
+    lost = 100 * float(dense.accuracy[-1] - dense.retruncated_accuracy[-1])
+    if lost > 1.0:  # the example's dense re-training leaves the low-rank form
+        assert "not compressed" in section
+    assert 'src="figures/recovery_spectra.png"' in section
+    setup = html.split('<section id="setup">')[1].split("</section>")[0]
+    for layer in PLAN:
+        d = int(rec.params_dense.sel(mode="dense", layer=layer))
+        f = int(rec.params_factorized.sel(mode="dense", layer=layer))
+        assert f"{d:,} → {min(d, f):,}" in setup
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def test_the_study_report_has_the_tensorization_comparison_of_its_run(built):
+    run, report = built
+    html = (report / "index.html").read_text()
+    section = html.split('<section id="comparison">')[1].split("</section>")[0]
+    assert "Tensorization at equal budgets" in section
+    assert 'src="figures/comparison_tiny.png"' in section
+    assert (report / "figures" / "comparison_tiny.pdf").read_bytes()[:5] == b"%PDF-"
+    assert "Best after fine-tuning, per budget" in section and "ADTN lands at" in section
+    assert "not reachable" in section.lower() and "cp_5x" in section
+    assert "ended below its start" in section  # tucker_5x
+    assert 'href="#comparison"' in html
+    md = (report / "summary.md").read_text()
+    assert "## Tensorization at equal budgets: tiny · 3" in md
+
+
+def test_a_comparison_of_another_model_is_refused(built, tmp_path):
+    run, _ = built
+    other = write_comparison(tmp_path / "compare_other", 0.9, model="resnet20")
+    with pytest.raises(InputError, match="another model than this run's 'tiny'"):
+        build_report(load_run(run), tmp_path / "rep",
+                     comparisons=read_comparisons(other))
+    assert not (tmp_path / "rep").exists()
+
+
+def test_report_verb_reads_the_run_s_comparisons_and_more(built, tmp_path, run_cli,
+                                                           fast_figures):
+    run, _ = built
+    code, out = run_cli("report", run, "--out", tmp_path / "r")
+    assert code == 0, out
+    assert 'id="comparison-tiny"' in (tmp_path / "r" / "index.html").read_text()
+    extra = write_comparison(tmp_path / "more" / "compare_tiny", 0.8)
+    code, out = run_cli("report", run, "--out", tmp_path / "r2", "--compare", tmp_path / "more")
+    assert code == 0, out
+    html = (tmp_path / "r2" / "index.html").read_text()
+    assert 'id="comparison-tiny"' in html and 'id="comparison-tiny-2"' in html
+    code, out = run_cli("report", run, "--out", tmp_path / "r3", "--compare", tmp_path / "none")
+    assert code == 2 and "no compare.nc there" in out and "Traceback" not in out
+    assert not (tmp_path / "r3").exists()
+    (tmp_path / "bad").mkdir()
+    write_netcdf(xr.Dataset({"x": ("t", [1.0])}), tmp_path / "bad" / "compare.nc")
+    code, out = run_cli("report", run, "--out", tmp_path / "r4", "--compare", tmp_path / "bad")
+    assert code == 2 and "not a tensorization comparison" in out
+    assert extra.is_file()
+
+
+def _comparisons(root: Path) -> Path:
+    write_comparison(root / "compare_fc2", 0.897, model="fc2")
+    write_comparison(root / "compare_lenet5", 0.911, model="lenet5")
+    (root / "compare_cnn4" / "variants").mkdir(parents=True)  # still being computed
+    return root
+
+
+def test_the_tensorization_report_of_a_folder_of_comparisons(tmp_path, run_cli, monkeypatch):
+    import stat
+
+    from corranalysis.report._tensorization import best_per_budget
+
+    folder = _comparisons(tmp_path / "runs" / "tensorize")
+    monkeypatch.chdir(tmp_path)
+    old = os.umask(0o022)
+    try:
+        code, out = run_cli("report", "runs/tensorize")
+    finally:
+        os.umask(old)
+    assert code == 0, out
+    report = tmp_path / "reports" / "tensorize"
+    assert stat.S_IMODE(report.stat().st_mode) == 0o755
+    for name in ("fc2", "lenet5"):
+        for fmt in ("png", "pdf"):
+            assert (report / "figures" / f"comparison_{name}.{fmt}").stat().st_size > 1000
+    html = (report / "index.html").read_text()
+    answer = html.split('<section id="answer">')[1].split("</section>")[0]
+    assert "<th>fc2</th><th>lenet5</th>" in answer
+    ds = read_netcdf(folder / "compare_fc2" / "compare.nc")
+    best = {r["target"]: r for r in best_per_budget(ds)}
+    assert best[2.0]["method"] == "tucker" and best[5.0]["method"] == "svd"
+    assert f"Tucker-2 {100 * best[2.0]['final']:.1f} %" in answer
+    assert "ADTN lands at 11×" in answer and "training step" in answer
+    assert html.index('id="answer"') < html.index('id="comparison-fc2"') < html.index(
+        'id="provenance"')
+    prov = html.split('<section id="provenance">')[1]
+    assert "compare_fc2/model.pt" in prov and "version(s)" in prov
+    assert (report / "summary.md").read_text().startswith(
+        "# Tensorization at equal parameter budgets")
+
+
+def test_the_tensorization_report_reads_its_numbers_from_the_data(tmp_path):
+    from corranalysis.report import build_tensorization_report
+    from corranalysis.report._tensorization import comparison_sentences
+
+    path = write_comparison(tmp_path / "compare_x", 0.9)
+    ds = read_netcdf(path)
+    before = comparison_sentences("x", ds)
+    assert "2×: Tucker-2 89.6 %" in before[1]
+    acc = ds["accuracy"].values.copy()
+    acc[0, -1] = 0.899  # svd at 2× now beats Tucker-2
+    ds["accuracy"] = (("variant", "epoch"), acc)
+    after = comparison_sentences("x", ds)
+    assert "2×: truncation (svd) 89.9 % (−0.1 pt; next Tucker-2 89.6 %)" in after[1]
+    ds["step_seconds"] = ds["step_seconds"] * 2
+    assert "ADTN 6×" in comparison_sentences("x", ds)[3]
+    with pytest.raises(InputError, match="no comparisons"):
+        build_tensorization_report({}, tmp_path / "rep")
+    (tmp_path / "busy").mkdir()
+    (tmp_path / "busy" / "notes.txt").write_text("mine")
+    with pytest.raises(InputError, match="other than a report"):
+        build_tensorization_report({"x": ds}, tmp_path / "busy")
+    assert (tmp_path / "busy" / "notes.txt").read_text() == "mine"
+
+
+def test_a_folder_that_is_neither_a_run_nor_comparisons_is_refused(tmp_path, run_cli):
+    (tmp_path / "compare_x").mkdir()
+    code, out = run_cli("report", tmp_path, "--out", tmp_path / "rep")
+    assert code == 2 and "not a run directory" in out and "compare_*/compare.nc" in out
+    assert not (tmp_path / "rep").exists()

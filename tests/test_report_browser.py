@@ -43,7 +43,7 @@ def test_every_image_loads(report, tmp_path):
     assert body, res.stdout[:2000]
     assert 'data-loaded="true"' in body.group(0), body.group(0)
     n = int(re.search(r'data-images="(\d+)"', body.group(0)).group(1))
-    assert n == len(STEMS)
+    assert n == len(STEMS) + 1  # and the tensorization comparison of the run
 
 
 def test_screenshot_is_not_blank(report, tmp_path):
@@ -74,3 +74,20 @@ def test_the_answer_and_the_central_figure_fill_the_first_screen(report, tmp_pat
     assert img.shape[:2] == (900, 1400)
     figure = img[450:850:5, 150:1250:5]  # where the central figure sits: a drawn plot
     assert len(np.unique((figure * 255).astype(np.uint8).reshape(-1, 3), axis=0)) > 50
+
+
+def test_the_tensorization_report_loads_and_answers_on_its_first_screen(tmp_path):
+    from test_report import _comparisons
+
+    from corranalysis.report import build_tensorization_report, read_comparisons
+
+    folder = _comparisons(tmp_path / "tensorize")
+    report = build_tensorization_report(read_comparisons(folder), tmp_path / "report",
+                                        source=folder)
+    url = (report / "index.html").resolve().as_uri()
+    res = _chromium(tmp_path, "--window-size=1400,900", "--dump-dom", url)
+    body = re.search(r"<body[^>]*>", res.stdout)
+    assert body, res.stderr[-2000:]
+    assert 'data-loaded="true"' in body.group(0) and 'data-images="2"' in body.group(0)
+    visible = re.search(r'data-first-screen="([^"]*)"', body.group(0)).group(1).split()
+    assert visible == ["budgets", "headline"]

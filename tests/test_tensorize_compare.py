@@ -159,6 +159,13 @@ def test_compare_runs_every_method_at_each_budget_and_records_what_cannot_be_rea
             compressions=(2, 200), methods=("svd", "tucker", "cp", "mpo"), epochs=1,
             batch_size=16, device="cpu", log=lambda s: None)
     assert stamps and all(p.stat().st_mtime_ns == t for p, t in stamps.items())
+    # gathering what has finished runs nothing and lists the rest as not run
+    part = compare(checkpoint, "cnn4", data, layers="features.[1-9]*", out=out,
+                   compressions=(2, 3), methods=("svd", "tucker", "cp", "mpo"), epochs=1,
+                   batch_size=16, device="cpu", log=lambda s: None, finished_only=True)
+    assert not (out / "variants" / "svd_3x").exists()
+    assert list(part.reachable.sel(variant=["svd_2x", "svd_3x"]).values) == [True, False]
+    assert str(part.note.sel(variant="svd_3x").values).startswith("not run")
 
 
 @pytest.mark.parametrize("kw, match", [

@@ -34,6 +34,8 @@ def compare_cmd(
     test_size: int = typer.Option(None, "--test-size", help="seeded test subset size"),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda"),
+    finished_only: bool = typer.Option(False, "--finished-only", help="run nothing: gather "
+                                       "the finished variants, list the others as not run"),
 ) -> None:
     """Encode LAYERS of CHECKPOINT with every method at each budget, fine-tune each the same
     way, and write OUT/compare.nc (plus one run folder per variant)."""
@@ -47,4 +49,5 @@ def compare_cmd(
             methods=[m.strip() for m in methods.split(",") if m.strip()],
             adtn_depths=_numbers(adtn_depths, "--adtn-depths", int), epochs=epochs, optim=optim,
             batch_size=batch_size, train_size=train_size, test_size=test_size, seed=seed,
-            device=device, log=lambda s: console.print(s, highlight=False))
+            device=device, log=lambda s: console.print(s, highlight=False),
+            finished_only=finished_only)

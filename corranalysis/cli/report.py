@@ -12,18 +12,54 @@ from ._app import app, console
 WIDTHS = {"auto": None, "one": 3.4, "two": 7.0}
 
 
-@app.command("report")
+REPORT_HELP = (
+    "Build the HTML report (index.html, summary.md, every figure as PNG and PDF). Of a run: "
+    "the study report, with a section \"Tensorization at equal budgets\" for every "
+    "comparison (`corranalysis compare`) found in the run directory (compare.nc, "
+    "compare_*/compare.nc) or given with --compare; their fine-tuned variants also appear in "
+    "the compression figures. Of a folder of comparisons (e.g. `corranalysis report "
+    "runs/tensorize`): the tensorization report, one figure and table per comparison, the "
+    "best method per budget on the first screen.")
+
+
+@app.command("report", help=REPORT_HELP)
 def report_cmd(
     run_dir: Path = typer.Argument(..., help="run directory written by `corranalysis run` "
-                                   "(runs/NAME)"),
+                                   "(runs/NAME), or a folder of tensorization comparisons "
+                                   "(compare_*/compare.nc, e.g. runs/tensorize)"),
     out: Path | None = typer.Option(None, "--out", "-o", help="report directory "
-                                    "(default reports/NAME)"),
+                                    "(default reports/NAME, NAME: the folder's name)"),
+    compare: list[Path] = typer.Option([], "--compare", help="a compare.nc, or a folder "
+                                       "holding compare.nc or compare_*/compare.nc, of the "
+                                       "run's model (repeatable); compare.nc files in the "
+                                       "run directory itself are read anyway"),
 ) -> None:
-    """Build the HTML report (index.html, summary.md, every figure as PNG and PDF) of a run."""
+    """The report of a run or of a folder of comparisons (:data:`REPORT_HELP`)."""
     from ..pipeline import load_run
-    from ..report import build_report
+    from ..report import (
+        build_report,
+        build_tensorization_report,
+        comparison_files,
+        read_comparisons,
+    )
 
-    path = build_report(load_run(run_dir), out)
+    is_run = run_dir.is_dir() and any((run_dir / f).is_file()
+                                      for f in ("config.yaml", "run.json"))
+    found = comparison_files(run_dir) if run_dir.is_dir() else []
+    if run_dir.is_dir() and not is_run and not found:
+        raise InputError(f"{str(run_dir)!r} is not a run directory (no config.yaml / run.json) "
+                         "nor a folder of tensorization comparisons (compare.nc, "
+                         "compare_*/compare.nc); give runs/NAME (written by `corranalysis run "
+                         "CONFIG`) or a folder like runs/tensorize")
+    if is_run or not run_dir.is_dir():
+        run = load_run(run_dir)
+        comparisons = read_comparisons(*found, *compare)
+        path = build_report(run, out, comparisons=comparisons)
+    else:
+        comparisons = read_comparisons(*found, *compare)
+        path = build_tensorization_report(
+            comparisons, out if out is not None else Path("reports") / run_dir.resolve().name,
+            source=run_dir)
     console.print(f"report: [bold]{path / 'index.html'}[/]")
     print(path / "index.html")
 

@@ -21,14 +21,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jinja2
 import numpy as np
 import xarray as xr
 from scipy.stats import spearmanr
 
 from .. import __version__
 from ..errors import InputError
-from ..io import shareable
 from ..linkage import (
     Z_95,
     curves,
@@ -41,7 +39,17 @@ from ..linkage import (
     truncated_layers,
 )
 from . import figures
-from .figures import figure_makers, save_figure
+from ._output import check_out, env, report_folder
+from ._tensorization import (
+    COMPARISON_CAPTION,
+    _pts,
+    check_comparison,
+    check_same_model,
+    comparison_context,
+    comparison_points,
+    render_comparisons,
+)
+from .figures import figure_makers, recovery_modes, save_figure
 
 if TYPE_CHECKING:  # the pipeline imports the report; the report only names its Run
     from ..pipeline import Run
@@ -57,7 +65,8 @@ SECTIONS = (
     ("compression", "Compression against accuracy", ("compression",)),
     ("linkage", "Tolerated norm loss and spectra–accuracy correlations",
      ("tolerance", "depth")),
-    ("recovery", "Recovery by re-training", ("recovery",)),
+    ("recovery", "Recovery by re-training", ("recovery", "recovery_spectra")),
+    ("comparison", "Tensorization at equal budgets", ()),
     ("tensorize", "Tensorized layers against truncation", ("tensorize",)),
 )
 _DROP = ("Accuracy drop in points below the untruncated baseline (symlog: linear within "
@@ -106,11 +115,21 @@ CAPTIONS = {
              "first failing grid point) and tolerated output error (bottom) against relative "
              "depth, over distinct non-trivial cuts; star: first layer, diamond: 1×1 "
              "shortcut convolution; line: median over cuts.",
-    "recovery": "Re-training the truncated model: (a) test accuracy per epoch in each mode "
-                "(dense: weights move freely; projected: the truncation is re-applied after "
-                "every step; local: each truncated layer, kept truncated, learns to reproduce "
-                "the dense layer's outputs), (b) against wall time, (c) drift of the "
-                "truncated kernels from the truncated start.",
+    "recovery": "Re-training after the plan, every mode with the same optimiser, epochs and "
+                "data. (a) Accuracy drop below the untruncated model per epoch: control (grey: "
+                "the untruncated model re-trained the same way — what extra training alone "
+                "gives; its epoch 0 is the untruncated model), dense (the truncated model, "
+                "weights free), projected (the truncation re-applied after every step), local "
+                "(each truncated layer, kept truncated, learns the dense layer's outputs); "
+                "dashed, open: the same weights re-truncated at the plan's χ, where that "
+                "differs — the accuracy the compressed model would have. (b) The norm loss that "
+                "re-truncating at the plan would cause, all planned kernels together (0: the "
+                "weights kept the low-rank form). (c) Panel (a) against wall time.",
+    "recovery_spectra": "Normalised spectra s_k/s_1 of each planned kernel across its plan's "
+                        "cut after re-training: the untruncated kernel (grey, the control's "
+                        "start) and each other mode's last epoch; dashed line: the χ the "
+                        "plan keeps. Values beyond χ refilled by dense re-training are what "
+                        "re-truncating removes (norm loss in the corner).",
     "tensorize": "Test accuracy against the fraction of parameters kept in the compressed "
                  "layers: truncations (no re-training) against the tensorized model right "
                  "after encoding and after fine-tuning.",
@@ -218,7 +237,7 @@ def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
             out.append("Truncating one cut in all layers at once, largest mean norm loss within "
                        f"{delta:g} point(s): " + "; ".join(parts) + ".")
     if rec is not None:
-        out += _recovery_findings(rec)
+        out += _recovery_findings(rec, delta)
     if "tensorize" in datasets and sw is not None:
         out += [row["finding"] for row in tensorize_rows(datasets["tensorize"], sw)[:1]]
     return out
@@ -279,38 +298,136 @@ def statistics_findings(lk: xr.Dataset) -> list[str]:
     return out
 
 
-def _modes(rec: xr.Dataset) -> list[tuple[str, xr.Dataset]]:
-    if "mode" in rec.dims:
-        return [(str(m), rec.sel(mode=m)) for m in rec["mode"].values]
-    return [(str(rec.attrs.get("mode", "dense")), rec)]
+def _last(part: xr.Dataset, var: str) -> float:
+    return float(np.asarray(part[var].values, dtype=float)[-1]) if var in part else math.nan
 
 
-def _recovery_findings(rec: xr.Dataset) -> list[str]:
-    base = float(rec.attrs.get("baseline_accuracy", float("nan")))
-    out = []
-    for mode, part in _modes(rec):
-        acc = np.asarray(part["accuracy"].values, dtype=float)
-        start, end = float(acc[0]), float(acc[-1])
-        lost = base - start
-        got = end - start
-        share = f" ({100 * got / lost:.0f} % of the loss)" if lost > 0 else ""
-        out.append(f"Re-training ({mode}): accuracy goes from {_pct(start)} after truncation to "
-                   f"{_pct(end)} after {acc.size - 1} epoch(s), against {_pct(base)} "
-                   f"untruncated — {100 * got:+.1f} points recovered of {100 * lost:.1f} "
-                   f"lost{share}.")
+def _per_layer(rec: xr.Dataset, var: str) -> np.ndarray:
+    """A per-layer variable of a recovery dataset (the same in every mode: the first)."""
+    da = rec[var]
+    return np.asarray((da.isel(mode=0) if "mode" in da.dims else da).values)
+
+
+def recovery_compression(rec: xr.Dataset) -> dict[str, Any] | None:
+    """What the re-training plan compresses: layers, their kernels' parameters dense and
+    factorised, every kernel of the model before and after, the ratio and the budget asked
+    (None for a recovery dataset without parameter counts)."""
+    if "params_dense" not in rec or "params_factorized" not in rec:
+        return None
+    dense = _per_layer(rec, "params_dense").astype(float)
+    fact = np.minimum(_per_layer(rec, "params_factorized").astype(float), dense)
+    out = {"layers": [str(n) for n in rec["layer"].values], "dense": int(dense.sum()),
+           "factorized": int(fact.sum()), "budget": rec.attrs.get("budget")}
+    if "params_kernels" in rec.attrs and "params_kernels_compressed" in rec.attrs:
+        out["kernels"] = int(rec.attrs["params_kernels"])
+        out["kernels_after"] = int(rec.attrs["params_kernels_compressed"])
+        out["ratio"] = float(rec.attrs.get("compression", out["kernels"]
+                                           / max(out["kernels_after"], 1)))
     return out
 
 
-def recovery_rows(rec: xr.Dataset) -> list[dict[str, str]]:
-    """Per mode: truncated, final and best accuracy, points recovered."""
+def recovery_summary(rec: xr.Dataset) -> str | None:
+    """The compression the re-training plan achieves, in one sentence."""
+    c = recovery_compression(rec)
+    if c is None:
+        return None
+    n = len(c["layers"])
+    text = (f"The re-training plan factorises {n} layer{'s' if n != 1 else ''} "
+            f"({', '.join(c['layers']) if n <= 6 else f'{n} layers'}): their kernels "
+            f"{c['dense']:,} → {c['factorized']:,} parameters")
+    if "kernels" in c and c["kernels"] == c["dense"]:
+        text += f" — every kernel of the model, {c['ratio']:.2f}× fewer"
+    elif "kernels" in c:
+        text += (f"; all the model's kernels {c['kernels']:,} → {c['kernels_after']:,}, "
+                 f"{c['ratio']:.2f}× fewer")
+    budget = c.get("budget")
+    if isinstance(budget, (int, float)) and not isinstance(budget, bool):
+        text += f" (budget: keep at most {100 * float(budget):g} % of the swept kernels)"
+    return text + "."
+
+
+def recovery_verdict(part: xr.Dataset, mode: str, reference: float,
+                     delta: float, against: str) -> tuple[str, bool]:
+    """(verdict, good) of one re-training mode: ``control`` is the reference; another mode
+    has *recovered* only when the compressed model — its weights re-truncated at the plan's
+    χ — ends within δ points of ``reference`` (the control's last accuracy, else the
+    untruncated model's), and is *not compressed* when re-truncating its weights costs more
+    than δ (dense re-training that left the low-rank form). Without a recorded re-truncated
+    accuracy only projected and local count as compressed (they keep the truncation)."""
+    if mode == "control":
+        return "reference: extra training alone", True
+    end = _last(part, "accuracy")
+    again = _last(part, "retruncated_accuracy")
+    if not math.isfinite(again) and mode not in ("projected", "local"):
+        return ("unknown: this file does not record the re-truncated accuracy, so whether the "
+                "weights are still compressed cannot be told (re-run `corranalysis retrain`)",
+                False)
+    kept = again if math.isfinite(again) else end  # projected, local: kept truncated
+    lost = 100 * (end - again) if math.isfinite(again) else 0.0
+    gap = 100 * (reference - kept)
+    if lost > delta:
+        return (f"not compressed: re-truncating at the plan costs {lost:.1f} pt "
+                f"({_pct(again)})"), False
+    if gap <= delta:
+        return f"recovered: compressed and within {delta:g} pt of {against}", True
+    return f"compressed, {gap:.1f} pt below {against}", False
+
+
+def _recovery_reference(rec: xr.Dataset) -> tuple[float, str]:
+    """(accuracy, name) every mode is compared with: the control's last epoch when the
+    dataset has a control, else the untruncated model."""
+    for mode, part in recovery_modes(rec):
+        if mode == "control":
+            return _last(part, "accuracy"), "the control"
+    return float(rec.attrs.get("baseline_accuracy", math.nan)), "the untruncated model"
+
+
+def _recovery_findings(rec: xr.Dataset, delta: float = 1.0) -> list[str]:
     base = float(rec.attrs.get("baseline_accuracy", float("nan")))
-    rows = []
-    for mode, part in _modes(rec):
+    reference, against = _recovery_reference(rec)
+    out = [t for t in [recovery_summary(rec)] if t]
+    for mode, part in recovery_modes(rec):
         acc = np.asarray(part["accuracy"].values, dtype=float)
-        rows.append({"mode": mode, "epochs": str(acc.size - 1), "baseline": _pct(base),
-                     "truncated": _pct(acc[0]), "final": _pct(acc[-1]),
-                     "best": _pct(float(acc.max())),
-                     "recovered": f"{100 * (acc[-1] - acc[0]):+.1f} pt"})
+        start, end, n = float(acc[0]), float(acc[-1]), acc.size - 1
+        again, loss = _last(part, "retruncated_accuracy"), _last(part, "network_norm_loss")
+        if mode == "control":
+            text = (f"Control (the untruncated model re-trained the same way): {_pct(start)} → "
+                    f"{_pct(end)} after {n} epoch(s) — extra training alone gives "
+                    f"{_pts(100 * (end - start))}")
+            if math.isfinite(again):
+                text += f"; truncating it at the plan afterwards gives {_pct(again)}"
+            out.append(text + ".")
+            continue
+        lost = base - start
+        text = (f"Re-training ({mode}): {_pct(start)} right after truncation "
+                f"({_pts(-100 * lost)} from {_pct(base)} untruncated) → {_pct(end)} after "
+                f"{n} epoch(s), {_pts(100 * (end - reference))} against {against}")
+        if math.isfinite(again) and abs(again - end) * 100 > 0.05:
+            text += (f"; its weights re-truncated at the plan's χ: {_pct(again)}"
+                     + (f" (norm loss {loss:.2g})" if math.isfinite(loss) else ""))
+        verdict, _ = recovery_verdict(part, mode, reference, delta, against)
+        out.append(f"{text} — {verdict}.")
+    return out
+
+
+def recovery_rows(rec: xr.Dataset, delta: float = 1.0) -> list[dict[str, Any]]:
+    """Per mode (control first): what epoch 0 is, accuracy at epoch 0 and at the end,
+    against the reference (the control), accuracy of the weights re-truncated at the plan,
+    the norm loss of that re-truncation, and the verdict (:func:`recovery_verdict`)."""
+    reference, against = _recovery_reference(rec)
+    rows = []
+    for mode, part in recovery_modes(rec):
+        acc = np.asarray(part["accuracy"].values, dtype=float)
+        again, loss = _last(part, "retruncated_accuracy"), _last(part, "network_norm_loss")
+        verdict, good = recovery_verdict(part, mode, reference, delta, against)
+        rows.append({"mode": mode, "epochs": str(acc.size - 1),
+                     "start_is": "untruncated" if mode == "control" else "truncated",
+                     "start": _pct(acc[0]), "final": _pct(acc[-1]),
+                     "versus": "—" if mode == "control" or against != "the control"
+                     else _pts(100 * (acc[-1] - reference)),
+                     "retruncated": _pct(again),
+                     "norm_loss": "0" if 0 <= loss < 1e-9 else _num(loss),
+                     "verdict": verdict, "good": good})
     return rows
 
 
@@ -575,8 +692,9 @@ def headline(run: Run) -> dict[str, Any]:
 
 
 def plan_rows(rec: xr.Dataset) -> list[dict[str, str]] | None:
-    """The re-training plan as table rows (layer, cuts, keep, χ per cut); None when the
-    plan is not the layer → {cuts, keep} mapping (then it is shown as text)."""
+    """The re-training plan as table rows (layer, cuts, keep, χ per cut, and ``params``:
+    dense → factorised, where the dataset records them); None when the plan is not the
+    layer → {cuts, keep} mapping (then it is shown as text)."""
     def load(key: str) -> Any:
         value = rec.attrs.get(key)
         try:
@@ -587,14 +705,27 @@ def plan_rows(rec: xr.Dataset) -> list[dict[str, str]] | None:
     plan, chis = load("plan"), load("chi_plan") or {}
     if not isinstance(plan, dict) or not all(isinstance(v, dict) for v in plan.values()):
         return None
+    names = [str(n) for n in rec["layer"].values] if "layer" in rec.coords else []
+    sizes = {}
+    if "params_dense" in rec and "params_factorized" in rec:
+        sizes = {n: (int(d), int(f)) for n, d, f in zip(
+            names, _per_layer(rec, "params_dense"), _per_layer(rec, "params_factorized"),
+            strict=True)}
+    full = ({n: int(m) for n, m in zip(names, _per_layer(rec, "chi_max"), strict=True)}
+            if "chi_max" in rec else {})
     rows = []
     for layer, spec in plan.items():
         cuts = spec.get("cuts") or []
         chi = (chis.get(layer) or {}).get("keep")
-        chi = ", ".join(str(c).removeprefix("chi=") for c in chi) if isinstance(
-            chi, list) else ""
+        chi = [chi] if isinstance(chi, str) else chi if isinstance(chi, list) else []
+        chi = ", ".join(str(c).removeprefix("chi=") for c in chi)
+        if chi and "," not in chi and str(layer) in full:
+            chi += f" of {full[str(layer)]}"
+        d, f = sizes.get(str(layer), (0, 0))
         rows.append({"layer": str(layer), "cuts": "; ".join(str(c) for c in cuts),
                      "keep": str(spec.get("keep", "")), "chi": chi,
+                     "params": f"{d:,} → {min(f, d):,} ({d / max(min(f, d), 1):.1f}×)"
+                     if d else "",
                      "other": ", ".join(f"{k}: {v}" for k, v in spec.items()
                                         if k not in ("cuts", "keep"))})
     return rows
@@ -647,6 +778,15 @@ def setup_rows(run: Run) -> list[tuple[str, str]]:
                      f"{float(run.datasets['linkage'].attrs.get('delta_points', 1.0)):g} "
                      "point(s)"))
     rec_ds = run.datasets.get("recovery")
+    if rec_ds is not None:
+        modes = [m for m, _ in recovery_modes(rec_ds)]
+        epochs = rec_ds.sizes.get("epoch", 1) - 1
+        rows.append(("re-training", f"{', '.join(modes)}; {epochs} epoch(s) each, the same "
+                     "optimiser and data"))
+        c = recovery_compression(rec_ds)
+        if c is not None and "kernels" in c:
+            rows.append(("compression of the plan", f"kernels {c['kernels']:,} → "
+                         f"{c['kernels_after']:,} parameters ({c['ratio']:.2f}×)"))
     if rec_ds is not None and "plan" in rec_ds.attrs and plan_rows(rec_ds) is None:
         rows.append(("re-training plan", json.dumps(rec_ds.attrs["plan"])
                      if not isinstance(rec_ds.attrs["plan"], str) else rec_ds.attrs["plan"]))
@@ -683,12 +823,6 @@ def stage_rows(run: Run) -> list[tuple[str, str, str]]:
 # --------------------------------------------------------------------------- rendering
 
 
-def _env():
-    return jinja2.Environment(loader=jinja2.PackageLoader("corranalysis.report", "templates"),
-                              autoescape=True, trim_blocks=True, lstrip_blocks=True,
-                              undefined=jinja2.StrictUndefined)
-
-
 def _markdown(ctx: Mapping[str, Any]) -> str:
     lines = [f"# Report: {ctx['name']}", "", f"Generated {ctx['created']} by corranalysis "
              f"{ctx['version']}.", ""]
@@ -700,11 +834,23 @@ def _markdown(ctx: Mapping[str, Any]) -> str:
     lines += ["## Setup", ""]
     lines += [f"- **{k}**: {v}" for k, v in ctx["setup"]]
     if ctx["plan"]:
-        lines += ["", "Re-training plan:", "", "| layer | cuts | keep | χ per cut |",
-                  "| --- | --- | --- | --- |"]
-        lines += [f"| {r['layer']} | {r['cuts']} | {r['keep']} | {r['chi']} |"
+        lines += ["", "Re-training plan:", "",
+                  "| layer | cuts | keep | χ per cut | parameters |",
+                  "| --- | --- | --- | --- | --- |"]
+        lines += [f"| {r['layer']} | {r['cuts']} | {r['keep']} | {r['chi']} | {r['params']} |"
                   for r in ctx["plan"]]
     lines += ["", "## Findings", ""] + [f"- {f}" for f in ctx["findings"]]
+    if ctx["recovery"]:
+        lines += ["", "## Recovery", "", "| mode | epoch 0 | epochs | start | end | against "
+                  "the control | re-truncated at the plan | its norm loss | verdict |",
+                  "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |"]
+        lines += [f"| {r['mode']} | {r['start_is']} | {r['epochs']} | {r['start']} | "
+                  f"{r['final']} | {r['versus']} | {r['retruncated']} | {r['norm_loss']} | "
+                  f"{r['verdict']} |" for r in ctx["recovery"]]
+    for c in ctx["comparisons"]:
+        lines += ["", f"## Tensorization at equal budgets: {c['title']}", ""]
+        lines += [f"- {t}" for t in c["sentences"]]
+        lines += ["", f"![{c['title']}]({c['png']}) ([PDF]({c['pdf']}))"]
     lines += ["", "## Figures", ""]
     for fig in ctx["figure_list"]:
         lines.append(f"- [{fig['title']}]({fig['png']}) ([PDF]({fig['pdf']})): {fig['caption']}")
@@ -726,7 +872,9 @@ _TITLES = {"central": "What tolerates truncation, and what it buys",
            "combined_truncations": "All-cuts and all-layers truncations",
            "tolerance": "Tolerated norm loss and correlations",
            "depth": "Tolerance against depth",
-           "recovery": "Recovery curves", "tensorize": "Tensorization vs truncation"}
+           "recovery": "Recovery against the control",
+           "recovery_spectra": "Spectra of the planned kernels after re-training",
+           "tensorize": "Tensorization vs truncation"}
 
 
 def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
@@ -743,15 +891,18 @@ def render_figures(datasets: Mapping[str, xr.Dataset], out_dir: Path,
     return stems
 
 
-def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
+def _context(run: Run, stems: Sequence[str],
+             comparisons: Mapping[str, xr.Dataset] | None = None) -> dict[str, Any]:
     def fig(stem: str) -> dict[str, str]:
         return {"stem": stem, "title": _TITLES.get(stem, stem), "caption": CAPTIONS.get(stem, ""),
                 "png": f"figures/{stem}.png", "pdf": f"figures/{stem}.pdf"}
 
+    compared = comparison_context(comparisons or {})
     sections = []
     for sid, title, names in SECTIONS:
         figs = [fig(s) for s in names if s in stems]
-        if figs or (sid == "tensorize" and "tensorize" in run.datasets):
+        if figs or (sid == "tensorize" and "tensorize" in run.datasets) or (
+                sid == "comparison" and compared):
             sections.append({"id": sid, "title": title, "figures": figs})
     ds = run.datasets
     lk = ds.get("linkage")
@@ -769,6 +920,7 @@ def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
     tol = [{"layer": n, "max": _num(m), "cut": c, "median": _num(d)}
            for n, m, c, d in (_tolerance(lk) if lk is not None else [])]
     rec_ds = ds.get("recovery")
+    delta = float(lk.attrs.get("delta_points", 1.0)) if lk is not None else 1.0
     return {
         "headline": headline(run), "central_figure": fig("central") if "central" in stems
         else None,
@@ -782,8 +934,10 @@ def _context(run: Run, stems: Sequence[str]) -> dict[str, Any]:
         "training_figure": fig("training") if "training" in stems else None,
         "sections": sections, "figure_list": [fig(s) for s in stems],
         "correlations": corr, "tolerance": tol,
-        "delta": float(lk.attrs.get("delta_points", 1.0)) if lk is not None else 1.0,
-        "recovery": recovery_rows(ds["recovery"]) if "recovery" in ds else [],
+        "delta": delta,
+        "recovery": recovery_rows(rec_ds, delta) if rec_ds is not None else [],
+        "recovery_summary": recovery_summary(rec_ds) if rec_ds is not None else None,
+        "comparisons": compared, "comparison_caption": COMPARISON_CAPTION,
         "tensorize": (tensorize_rows(ds["tensorize"], ds["sweep"])
                       if "tensorize" in ds and "sweep" in ds else []),
     }
@@ -793,19 +947,12 @@ def _default_out(run: Run) -> Path:
     return Path("reports") / run.name
 
 
-def _check_out(out: Path, run_path: Path | None = None) -> None:
-    if run_path is not None and (out.resolve() == run_path.resolve()
-                                 or out.resolve() in run_path.resolve().parents):
-        raise InputError(f"--out {str(out)!r} would replace the run directory "
-                         f"{str(run_path)!r}; give a directory outside it (default reports/NAME)")
-    if out.exists() and not out.is_dir():
-        raise InputError(f"--out {str(out)!r} is a file; give a directory for the report")
-    if out.is_dir() and any(out.iterdir()) and not (out / "index.html").is_file():
-        raise InputError(f"--out {str(out)!r} exists and holds something other than a report; "
-                         "choose another directory or empty it")
+#: Kept for callers of the earlier name.
+_check_out = check_out
 
 
-def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
+def build_report(run: Run, out_dir: str | os.PathLike | None = None, *,
+                 comparisons: Mapping[str, xr.Dataset] | None = None) -> Path:
     """Build the report of ``run`` into ``out_dir`` (default ``reports/NAME``); return it.
 
     ``run``: a run as :func:`corranalysis.load_run` reads it (``ca.build_report(
@@ -813,43 +960,37 @@ def build_report(run: Run, out_dir: str | os.PathLike | None = None) -> Path:
     ``figures/``), ``summary.md`` and every figure as PNG and PDF. The report is built
     in a temporary directory and renamed into place, replacing an earlier report only
     at the end.
+
+    ``comparisons``: tensorization comparisons of the same model by name (``compare.nc`` of
+    :func:`corranalysis.tensorize.compare`, as
+    :func:`corranalysis.report.read_comparisons` reads them): a section "Tensorization at
+    equal budgets" (figure, table and statements per comparison), and their fine-tuned
+    variants as points of the compression figures. InputError for a comparison of another
+    model than the run's.
     """
     t0 = time.perf_counter()
+    comparisons = dict(comparisons or {})
+    for name, cds in comparisons.items():
+        check_comparison(cds, f"comparison {name!r}")
+    check_same_model(comparisons, str(run.record.get("model") or run.config.get("model")
+                                      or "") or None)
     out = Path(out_dir) if out_dir is not None else _default_out(run)
-    _check_out(out, run.path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
-    shareable(tmp)  # the report folder is for sharing (a web server, a colleague)
-    try:
-        (tmp / "figures").mkdir()
-        stems = render_figures(run.datasets, tmp / "figures", total_params=network_params(run))
-        ctx = _context(run, stems)
+    datasets = dict(run.datasets)
+    if comparisons:
+        sw = datasets.get("sweep")
+        points = comparison_points(comparisons, truncated_layers(sw) if sw is not None else ())
+        if points is not None:
+            datasets["comparison"] = points
+    with report_folder(out, run.path) as tmp:
+        stems = render_figures(datasets, tmp / "figures", total_params=network_params(run))
+        render_comparisons(comparisons, tmp / "figures")
+        ctx = _context(run, stems, comparisons)
         ctx["stages"] = [*ctx["stages"], ("report (this build)",
                                           f"{time.perf_counter() - t0:.1f}", ctx["created"])]
-        (tmp / "index.html").write_text(_env().get_template("report.html.j2").render(**ctx),
+        (tmp / "index.html").write_text(env().get_template("report.html.j2").render(**ctx),
                                         encoding="utf-8")
         (tmp / "summary.md").write_text(_markdown(ctx), encoding="utf-8")
-        _swap_into_place(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return out
-
-
-def _swap_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` onto ``out``; an earlier report is moved aside first, removed after."""
-    old = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / "report")
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:
-            os.replace(old / "report", out)
-        raise
-    finally:
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
 
 def build_figures(run: Run | Mapping[str, xr.Dataset], out_dir: str | os.PathLike,

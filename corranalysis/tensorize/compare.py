@@ -94,8 +94,12 @@ def compare(
     data_dir: str | os.PathLike | None = None,
     log: Callable[[str], None] = print,
     progress: bool = False,
+    finished_only: bool = False,
 ) -> xr.Dataset:
-    """Run every variant (see the module doc) and write ``out/compare.nc``; returns it."""
+    """Run every variant (see the module doc) and write ``out/compare.nc``; returns it.
+
+    ``finished_only``: run nothing; gather the variants whose runs have finished and record
+    the others as not run (to see a long comparison while part of it is still to do)."""
     out = check_output_path(out, inputs=[checkpoint], directory=True)
     if not compressions or any(isinstance(c, bool) or not isinstance(c, (int, float)) or c <= 1
                                for c in compressions):
@@ -118,6 +122,12 @@ def compare(
                "note": why}
         if spec is None:
             log(f"[{i}/{len(variants)}] {name}: unreachable — {why}")
+            rows.append(row)
+            accuracy.append([])
+            continue
+        if finished_only and not (Path(out) / "variants" / name / "tensorize.nc").is_file():
+            row.update(reachable=False, note="not run yet (gathered with finished_only)")
+            log(f"[{i}/{len(variants)}] {name}: not run yet")
             rows.append(row)
             accuracy.append([])
             continue
