@@ -14,7 +14,7 @@ from corranalysis.errors import InputError
 from corranalysis.io import read_netcdf
 from corranalysis.models import create
 from corranalysis.runtime import time_steps
-from corranalysis.tensorize import apply, plan, validate_spec
+from corranalysis.tensorize import apply, load, plan, validate_spec
 from corranalysis.tensorize.compare import compare
 from corranalysis.tensorize.factorized import (
     CONV_CUTS,
@@ -134,6 +134,13 @@ def test_a_killed_tensorize_run_resumes_and_equals_an_uninterrupted_one(tmp_path
     assert again.accuracy.values.tolist() == straight.accuracy.values.tolist()
     for key in ("step_seconds", "dense_step_seconds", "inference_seconds"):
         assert straight.attrs[key] > 0
+    # the saved model rebuilds on a fresh base (the best cut was chosen on the trained
+    # weights, not re-chosen on random ones) and predicts as it was evaluated
+    model, spec = load(out / "tensorized.pt")
+    assert all(set(e) >= {"cut", "rank"} for e in spec.values())
+    x = _data(40, 2).tensors[0]
+    acc = (model.eval()(x).argmax(1) == _data(40, 2).tensors[1]).float().mean().item()
+    assert acc == pytest.approx(float(resumed.accuracy[-1]))
 
 
 def test_compare_runs_every_method_at_each_budget_and_records_what_cannot_be_reached(

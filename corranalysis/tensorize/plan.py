@@ -275,6 +275,20 @@ def plan(model: nn.Module, spec: dict[str, dict]) -> list[LayerPlan]:
     return plans
 
 
+def resolved_spec(plans: list[LayerPlan]) -> dict[str, dict[str, Any]]:
+    """One exact entry per planned layer, with every choice that depends on the weights
+    fixed (``svd``'s cut and rank), so that the structure can be rebuilt on any weights
+    (a saved tensorized model is rebuilt on a freshly initialised base)."""
+    out: dict[str, dict[str, Any]] = {}
+    for p in plans:
+        entry = dict(p.settings)
+        if p.method == "svd":
+            entry.pop("compression", None)
+            entry.update(cut=p.extra["cut"], rank=int(p.extra["chi"]))
+        out[p.name] = entry
+    return out
+
+
 def _plan_adtn_groups(plans: list[LayerPlan]) -> None:
     """Group ADTN layers (``share``), check each group agrees on its settings, place the layers
     in the generated vector. ``params_after`` is the free count (:func:`.adtn.adtn_params`),

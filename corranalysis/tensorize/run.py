@@ -31,7 +31,7 @@ from ..provenance import file_sha256, provenance
 from ..runtime import BATCH_SIZE, Optim, evaluate, fit, load_trained, time_steps
 from .apply import apply
 from .checkpoint import save
-from .plan import plan
+from .plan import plan, resolved_spec
 from .spec import load_spec, validate_spec
 
 #: Fine-tuning defaults of a tensorized model (Adam; warm-up and cosine as every training).
@@ -149,7 +149,7 @@ def tensorize_run(
         raise InputError(f"tensorize {str(checkpoint)!r}: fine-tuning needs training and test "
                          "data; give a data set (--dataset), or a (train, test) pair")
     image_size = getattr(info, "image_size", None)
-    plan(base, spec)  # raises InputError on any spec problem, before encoding
+    plans = plan(base, spec)  # raises InputError on any spec problem, before encoding
 
     # ---- encode
     baseline = evaluate(base, trained.test, dev)
@@ -216,7 +216,7 @@ def tensorize_run(
         ),
     }
     ds = results_dataset(table, history, attrs)
-    save(out / "tensorized.pt", new, spec, model_name=trained.model_spec,
+    save(out / "tensorized.pt", new, resolved_spec(plans), model_name=trained.model_spec,
          in_channels=info.in_channels,
          num_classes=info.num_classes, image_size=image_size,
          extra={"baseline_accuracy": baseline.accuracy, "accuracy": history["accuracy"]})
