@@ -311,11 +311,20 @@ def sentence_parts(name: str, ds: xr.Dataset) -> dict[str, Any]:
                                       ds["reachable"].values, strict=True) if r and f > 0]
     if fell:
         out["fell"] = f"Ended below their accuracy right after encoding: {', '.join(fell)}."
-    missing = [str(v) for v, r in zip(ds["variant"].values, ds["reachable"].values,
-                                      strict=True) if not r]
+    notes = (np.asarray(ds["note"].values).astype(str) if "note" in ds
+             else np.full(ds.sizes["variant"], ""))
+    pending = [str(v) for v, r, n in zip(ds["variant"].values, ds["reachable"].values, notes,
+                                         strict=True) if not r and n.startswith("not run")]
+    missing = [str(v) for v, r, n in zip(ds["variant"].values, ds["reachable"].values, notes,
+                                         strict=True) if not r and not n.startswith("not run")]
+    parts = []
     if missing:
-        out["missing"] = ("Not reachable (the method's smallest form is larger): "
-                          f"{', '.join(missing)}.")
+        parts.append("Not reachable (the method's smallest form is larger): "
+                     + ", ".join(missing) + ".")
+    if pending:
+        parts.append("Not run yet (gathered with --finished-only): " + ", ".join(pending) + ".")
+    if parts:
+        out["missing"] = " ".join(parts)
     return out
 
 
