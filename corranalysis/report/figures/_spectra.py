@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -31,13 +31,13 @@ from ._style import (
 )
 
 
-@styled
-def spectra_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
-                   palette: Mapping[str, dict] | None = None,
-                   width: float = TWO_COLUMNS) -> Figure:
-    """Normalised singular values s_k/s_1 against k/χ_max per layer (log y), one line per
-    distinct cut: cuts of a layer with the same matrix are drawn once (named in the panel),
-    cuts with χ_max = 1 are left out. Layers and cuts of any size share the axes' scale."""
+def _cut_curve_panels(spectra: xr.Dataset, layers: Sequence[str] | None,
+                      palette: Mapping[str, dict] | None, width: float,
+                      curve: Callable[[str, str], tuple[np.ndarray, np.ndarray, np.ndarray]],
+                      xlabel: str, ylabel: str, q: float = 5.0) -> Figure:
+    """A panel per layer (log y, its own lower limit), a line per distinct cut from
+    ``curve(layer, cut) -> (x, y drawn, y for the limit)``, cuts with the same matrix drawn
+    once and χ_max = 1 cuts left out (both named in the panel)."""
     cuts = [str(c) for c in spectra["cut"].values]
     pal = _palette(palette, cuts)
     names = _layers(spectra, layers)
@@ -50,25 +50,40 @@ def spectra_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
         draw, merged, trivial = _layer_cuts(classes, name, present)
         values = []
         for cut in draw:
-            s = np.asarray(spectra["singular_values"].sel(layer=name, cut=cut).values, float)
-            chi_max = int(float(spectra["chi_max"].sel(layer=name, cut=cut)))
-            s = s[:chi_max] / s[0]
-            k = np.arange(1, chi_max + 1) / chi_max
+            x, y, limit = curve(name, cut)
             st = pal[cut]
-            ax.plot(k, _log_floor(s, 0.0), color=st["color"], ls=st["ls"], marker=st["marker"],
-                    markersize=2 if chi_max < 40 else 0)
-            values.append(s)
+            ax.plot(x, y, color=st["color"], ls=st["ls"], marker=st["marker"],
+                    markersize=2 if len(x) < 40 else 0)
+            values.append(limit)
             shown.append(cut)
         _log_axis(ax, "y")
         if values:
-            _low_limit(ax, np.concatenate(values), q=2.0)
+            _low_limit(ax, np.concatenate(values), q=q)
         ax.set_xlim(0, 1.02)
         ax.set_title(_layer_title(spectra, name))
-        ax.set_xlabel("k / χ$_{max}$")
-        ax.set_ylabel("$s_k / s_1$")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(ylabel)
         _merge_note(ax, merged, trivial)
     _cut_legend(fig, pal, list(dict.fromkeys(shown)))
     return fig
+
+
+@styled
+def spectra_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
+                   palette: Mapping[str, dict] | None = None,
+                   width: float = TWO_COLUMNS) -> Figure:
+    """Normalised singular values s_k/s_1 against k/χ_max per layer (log y), one line per
+    distinct cut: cuts of a layer with the same matrix are drawn once (named in the panel),
+    cuts with χ_max = 1 are left out. Layers and cuts of any size share the axes' scale."""
+
+    def curve(name: str, cut: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        s = np.asarray(spectra["singular_values"].sel(layer=name, cut=cut).values, float)
+        chi_max = int(float(spectra["chi_max"].sel(layer=name, cut=cut)))
+        s = s[:chi_max] / s[0]
+        return np.arange(1, chi_max + 1) / chi_max, _log_floor(s, 0.0), s
+
+    return _cut_curve_panels(spectra, layers, palette, width, curve, "k / χ$_{max}$",
+                             "$s_k / s_1$", q=2.0)
 
 
 def normalized_entropy(spectra: xr.Dataset) -> xr.DataArray:
@@ -137,34 +152,13 @@ def norm_loss_figure(spectra: xr.Dataset, layers: Sequence[str] | None = None,
     """Norm loss against kept fraction χ/χ_max per layer (log y, each panel its own range),
     one line per distinct cut; the last few values near full rank (down to 1e-11) run off
     the bottom rather than squash the rest."""
-    cuts = [str(c) for c in spectra["cut"].values]
-    pal = _palette(palette, cuts)
-    names = _layers(spectra, layers)
-    classes = cut_classes(spectra)
-    fig, axes = _grid(len(names), width)
-    shown: list[str] = []
     k = np.asarray(spectra["k"].values, dtype=float)
-    for ax, name in zip(axes, names, strict=True):
-        present = [c for c in cuts if np.isfinite(float(spectra["chi_max"].sel(layer=name,
-                                                                                cut=c)))]
-        draw, merged, trivial = _layer_cuts(classes, name, present)
-        values = []
-        for cut in draw:
-            chi_max = float(spectra["chi_max"].sel(layer=name, cut=cut))
-            nl = np.asarray(spectra["norm_loss"].sel(layer=name, cut=cut).values, dtype=float)
-            ok = k <= chi_max
-            st = pal[cut]
-            ax.plot(k[ok] / chi_max, _log_floor(nl[ok]), color=st["color"], ls=st["ls"],
-                    marker=st["marker"], markersize=2 if ok.sum() < 40 else 0)
-            values.append(_log_floor(nl[ok]))
-            shown.append(cut)
-        _log_axis(ax, "y")
-        if values:
-            _low_limit(ax, np.concatenate(values))
-        ax.set_xlim(0, 1.02)
-        ax.set_title(_layer_title(spectra, name))
-        ax.set_xlabel("kept fraction χ/χ$_{max}$")
-        ax.set_ylabel("norm loss (of ‖W‖²)")
-        _merge_note(ax, merged, trivial)
-    _cut_legend(fig, pal, list(dict.fromkeys(shown)))
-    return fig
+
+    def curve(name: str, cut: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        chi_max = float(spectra["chi_max"].sel(layer=name, cut=cut))
+        nl = np.asarray(spectra["norm_loss"].sel(layer=name, cut=cut).values, dtype=float)
+        ok = k <= chi_max
+        return k[ok] / chi_max, _log_floor(nl[ok]), _log_floor(nl[ok])
+
+    return _cut_curve_panels(spectra, layers, palette, width, curve,
+                             "kept fraction χ/χ$_{max}$", "norm loss (of ‖W‖²)")
