@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from torch.utils.data import DataLoader
+import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from corranalysis.data import write_idx
 
@@ -104,3 +105,13 @@ class KillingLoader(DataLoader):
         if self.calls == self.kill_at:
             raise Interrupted
         return super().__iter__()
+
+
+def diagonal_pixels(n: int, seed: int, side: int = 8, classes: int = 4) -> TensorDataset:
+    """``n`` noisy ``(1, side, side)`` images whose class ``y`` is a bright pixel at
+    ``(y, y)``: learnable in a few steps, for tests that train."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.randint(0, classes, (n,), generator=g)
+    x = torch.randn(n, 1, side, side, generator=g) * 0.5
+    x[torch.arange(n), 0, y, y] += 3.0
+    return TensorDataset(x, y)

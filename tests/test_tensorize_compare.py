@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torch.nn.functional as F
-from data_files import Interrupted, KillingLoader
+from data_files import Interrupted, KillingLoader, diagonal_pixels
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -83,11 +83,7 @@ def test_time_steps_measures_without_changing_the_model() -> None:
 
 # ------------------------------------------------------------------- runs on a small real model
 def _data(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 4, (n,), generator=g)
-    x = torch.randn(n, 1, SIDE, SIDE, generator=g) * 0.5
-    x[torch.arange(n), 0, y, y] += 3.0  # learnable: a bright pixel on the diagonal
-    return TensorDataset(x, y)
+    return diagonal_pixels(n, seed, SIDE)
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from types import SimpleNamespace
 import pytest
 import torch
 import xarray as xr
-from data_files import Interrupted, KillingLoader
+from data_files import Interrupted, KillingLoader, diagonal_pixels
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -23,11 +23,7 @@ INFO = SimpleNamespace(in_channels=1, num_classes=4, image_size=SIDE)
 
 
 def _data(n: int, seed: int) -> TensorDataset:
-    g = torch.Generator().manual_seed(seed)
-    y = torch.randint(0, 4, (n,), generator=g)
-    x = torch.randn(n, 1, SIDE, SIDE, generator=g) * 0.5
-    x[torch.arange(n), 0, y, y] += 3.0  # learnable: a bright pixel on the diagonal
-    return TensorDataset(x, y)
+    return diagonal_pixels(n, seed, SIDE)
 
 
 def loaders(kill_at: int | None = None):
