@@ -125,18 +125,18 @@ def compare(
             rows.append(row)
             accuracy.append([])
             continue
-        if finished_only and not (Path(out) / "variants" / name / "tensorize.nc").is_file():
-            row.update(reachable=False, note="not run yet (gathered with finished_only)")
-            log(f"[{i}/{len(variants)}] {name}: not run yet")
-            rows.append(row)
-            accuracy.append([])
-            continue
         log(f"[{i}/{len(variants)}] {name}")
         ds = tensorize_run(checkpoint, model, dataset, spec, epochs=epochs,
                            out=Path(out) / "variants" / name, optim=optim,
                            batch_size=batch_size, train_size=train_size, test_size=test_size,
                            seed=seed, device=device, data_dir=data_dir, log=log,
-                           progress=progress, loaders=loaders)
+                           progress=progress, loaders=loaders, only_finished=finished_only)
+        if ds is None:  # finished_only, and this variant has not finished with these settings
+            row.update(reachable=False, note="not run yet (gathered with finished_only)")
+            log(f"[{i}/{len(variants)}] {name}: not run yet")
+            rows.append(row)
+            accuracy.append([])
+            continue
         row.update(
             params_before=int(ds.params_before.sum()), params_after=int(ds.params_after.sum()),
             **{k: ds.attrs[k] for k in PER_VARIANT if k in ds.attrs},

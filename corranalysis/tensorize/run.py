@@ -112,7 +112,8 @@ def tensorize_run(
     log: Callable[[str], None] = print,
     loaders: tuple[Any, Any, Any] | None = None,
     progress: bool = False,
-) -> xr.Dataset:
+    only_finished: bool = False,
+) -> xr.Dataset | None:
     """Encode ``checkpoint`` (a ``model`` trained on ``dataset``) per ``spec``, fine-tune for
     ``epochs`` with ``optim`` and write ``tensorized.pt`` and ``tensorize.nc`` into ``out``.
 
@@ -121,7 +122,8 @@ def tensorize_run(
     own data, or a ``(train, test)`` pair of torch Datasets or DataLoaders); the provenance
     records the model and data it resolved to. All input is validated before anything is
     encoded or written. ``loaders=(train, test, info)`` replaces all that data (``info``:
-    ``in_channels``, ``num_classes``, optionally ``image_size``).
+    ``in_channels``, ``num_classes``, optionally ``image_size``). ``only_finished``: run
+    nothing; return the finished result of these settings, or None when there is none.
     """
     # ---- validate everything first
     spec_path = spec if isinstance(spec, (str, os.PathLike)) else None
@@ -136,10 +138,12 @@ def tensorize_run(
                            "model": model, "dataset": str(dataset) if dataset is not None
                            and not isinstance(dataset, (tuple, list)) else None},
                           sort_keys=True, default=str)
-    if (done_ds := _finished(out / "tensorize.nc", identity)) is not None \
-            and (out / "tensorized.pt").is_file():
+    done_ds = _finished(out / "tensorize.nc", identity)
+    if done_ds is not None and (out / "tensorized.pt").is_file():
         log(f"{out}: finished with these settings; nothing to do")
         return done_ds
+    if only_finished:  # run nothing: None when this run has not finished with these settings
+        return None
     torch.manual_seed(seed)
     trained = load_trained(checkpoint, model, dataset, loaders=loaders, batch_size=batch_size,
                            eval_batch_size=eval_batch_size, train_size=train_size,
