@@ -74,6 +74,9 @@ class SweepConfig(_Section):
     #: stop a trial once its drop exceeds this many points beyond 3 standard errors
     #: (None: every trial on every image)
     stop_drop: Annotated[float, Field(ge=0, le=100)] | None = None
+    #: also stop a trial once it is certain to stay within ``stop_drop`` points of the
+    #: baseline (its accuracy then a paired estimate from the images it saw)
+    stop_within: bool = False
     workers: PositiveInt | None = None
 
     @field_validator("keeps")

@@ -89,6 +89,11 @@ _NEEDS = {
 }
 
 
+#: options added after runs existed: at these values they leave a stage's hash as it was,
+#: so existing run directories are not recomputed for them
+_LATER_DEFAULTS: dict[str, dict[str, Any]] = {"sweep": {"stop_within": False}}
+
+
 def _hash(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
@@ -124,7 +129,11 @@ class Study:
             inputs["train"] = c.section("train") if not c.checkpoint else None
             inputs["checkpoint"] = c.checkpoint
         elif stage in ("spectra", "sweep", "linkage", "retrain"):
-            inputs[stage] = c.section(stage)
+            section = c.section(stage)
+            for key, value in _LATER_DEFAULTS.get(stage, {}).items():
+                if section.get(key) == value:
+                    del section[key]
+            inputs[stage] = section
         elif stage == "report":
             inputs["report"] = c.section("report")
         return inputs
@@ -224,7 +233,7 @@ class Study:
         sweep(trained.model, trained.test, layers=s.layers, cuts=s.cuts, keeps=s.keeps,
               device=self.config.device, plans=s.plans, kinds=s.kinds,
               truncations=s.truncations, calibration=calibration, stop_drop=s.stop_drop,
-              out=out, resume=True, workers=s.workers, progress=True,
+              stop_within=s.stop_within, out=out, resume=True, workers=s.workers, progress=True,
               config=self.config.model_dump(mode="json"), checkpoint=self.run_dir / "model.pt")
 
     def stage_linkage(self, force: bool) -> None:

@@ -195,6 +195,35 @@ def test_early_stopping_leaves_every_unstopped_trial_bit_identical(trained):
         sweep(model, trained.test, stop_drop=-1, **kwargs)
 
 
+@needs_fashion
+def test_stopping_within_the_drop_gives_paired_estimates_near_the_full_data(trained):
+    model = trained.model
+    kwargs = dict(layers="features.0,features.5", keeps="frac=0.9,frac=0.6,frac=0.3,chi=1",
+                  device="cpu")
+    delta = 3.0
+    full = sweep(model, trained.test, **kwargs)
+    early = sweep(model, trained.test, stop_drop=delta, stop_within=True, **kwargs)
+    base = float(full.attrs["baseline_accuracy"])
+    stopped = early.stopped.values.astype(bool)
+    within = stopped & (100 * np.abs(base - early.accuracy.values) < delta)
+    assert within.any() and not stopped.all()
+    np.testing.assert_array_equal(early.accuracy.values[~stopped], full.accuracy.values[~stopped])
+    base_correct = early.baseline_correct.values.astype(float)
+    for i in np.flatnonzero(stopped):
+        n = int(early.n_images[i])
+        seen = early.correct.values[i, :n].astype(float)
+        assert n < 400 and (early.correct.values[i, n:] == -1).all()
+        # the paired estimate: the baseline on all images minus the difference on those seen
+        assert float(early.accuracy[i]) == pytest.approx(
+            base - (base_correct[:n] - seen).mean(), abs=1e-12)
+    for i in np.flatnonzero(within):
+        # the stated tolerance: the full data agrees the trial stays within the drop
+        assert 100 * abs(base - float(full.accuracy[i])) <= delta
+        assert 100 * abs(float(early.accuracy[i]) - float(full.accuracy[i])) < delta
+    with pytest.raises(InputError, match="stop_within"):
+        sweep(model, trained.test, stop_within=True, **kwargs)
+
+
 def test_the_stop_rule_waits_for_evidence_beyond_the_drop():
     base = np.ones(1000, dtype=bool)
     worse = base.copy()
@@ -205,6 +234,15 @@ def test_the_stop_rule_waits_for_evidence_beyond_the_drop():
     near = base.copy()
     near[::80] = False  # 1.25 points worse: not certain beyond 1 point
     assert not rule.stops(base, near)
+    within = StopRule(drop=1.0, within=True)
+    assert not within.stops(base[:200], base[:200])  # no change seen yet is not certainty
+    assert within.stops(base[:400], base[:400]) and not rule.stops(base[:400], base[:400])
+    assert not within.stops(base, near)  # 1.25 points off: not within 1 point
+    better = base.copy()
+    better[:] = True
+    worse_base = base.copy()
+    worse_base[::50] = False  # the variant 2 points better: not within 1 point either way
+    assert not within.stops(worse_base, better)
     model = nn.Sequential(nn.Linear(4, 2))
     x = torch.randn(64, 4)
     y = model(x).argmax(1).detach()

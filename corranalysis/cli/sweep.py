@@ -66,6 +66,9 @@ def sweep_cmd(
                                          "data-aware truncation uses"),
     stop_drop: float | None = typer.Option(None, help="stop a trial once its accuracy drop "
                                            "exceeds this many points beyond 3 standard errors"),
+    stop_within: bool = typer.Option(False, "--stop-within", help="with --stop-drop: also stop "
+                                     "a trial certain to stay within that many points of the "
+                                     "baseline (its accuracy then a paired estimate)"),
     progress: bool = typer.Option(True, "--progress/--no-progress", help="progress bar"),
 ) -> None:
     """Truncate layers along cuts with keep specs and evaluate every trial on the test set."""
@@ -104,7 +107,8 @@ def sweep_cmd(
               "calibration_size": calibration_size if calibration is not None else None}
     sweep(net, data, layers=layers, cuts=as_cuts(cuts), keeps=keeps, device=dev, plans=plans,
           kinds=kinds, legs=legs, truncations=truncations, calibration=calibration,
-          stop_drop=stop_drop, out=out, resume=resume, workers=workers, scheduler=scheduler,
+          stop_drop=stop_drop, stop_within=stop_within, out=out, resume=resume,
+          workers=workers, scheduler=scheduler,
           method=method, progress=progress, overwrite=overwrite,
           source=source if (workers or scheduler) else None, config=config,
           checkpoint=checkpoint)

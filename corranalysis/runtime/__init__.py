@@ -15,7 +15,13 @@ schedules, runs the training loop and evaluates.
   measurement for every model.
 """
 
-from ._engine import StopRule, evaluate_variants, evaluate_variants_naive, paired_drop_beyond
+from ._engine import (
+    StopRule,
+    evaluate_variants,
+    evaluate_variants_naive,
+    paired_drop_beyond,
+    paired_drop_within,
+)
 from ._evaluate import EvalResult, evaluate
 from ._grams import gram_supported, input_grams, output_error
 from ._load import (
@@ -45,6 +51,7 @@ __all__ = [
     "check_weights",
     "evaluate", "evaluate_variants", "evaluate_variants_naive", "fit", "gram_supported",
     "history_dataset", "input_grams", "load_trained", "output_error", "paired_drop_beyond",
+    "paired_drop_within",
     "lr_factor", "make_optimizer", "make_scheduler", "run_config", "run_record",
     "save_state_dict", "time_steps", "train",
 ]

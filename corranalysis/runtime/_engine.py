@@ -16,9 +16,15 @@ CPU. Models that torch.fx cannot trace fall back to the naive path.
 *Early stopping* (``stop=StopRule(drop)``): after each batch, a variant whose accuracy
 drop below the baseline exceeds ``drop`` points beyond sampling error — the paired
 difference over the images seen so far, d_i = baseline correct_i − variant correct_i,
-with mean(d) − z·sd(d)/√n > drop/100 — is evaluated no further. Its result then holds
-the images it saw (``EvalResult.n`` < the data's size): an unbiased estimate on a
-prefix of the data, not the full-data value. Variants never stopped are unaffected.
+with mean(d) − z·sd(d)/√n > drop/100 — is evaluated no further. With
+``StopRule(drop, within=True)`` so is a variant certain to stay within ``drop`` points of
+the baseline either way: |mean(d)| + z·max(sd(d)/√n, 1/n) < drop/100 (the standard error
+floored at one image, so a prefix without a single changed prediction is not taken as
+certain). A stopped variant's result holds the images it saw (``EvalResult.n`` < the
+data's size, ``correct`` on them) and the paired estimates accuracy = the baseline's
+accuracy on all the data − mean(d), loss likewise: unbiased, with the sampling error of
+the paired difference (small where few predictions change), not the full-data value.
+Variants never stopped are unaffected.
 """
 
 from __future__ import annotations
@@ -68,13 +74,31 @@ def paired_drop_beyond(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: floa
     return np.where(n > 0, out, np.nan)
 
 
+def paired_drop_within(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: float,
+                       z: float) -> np.ndarray:
+    """Whether a paired accuracy difference stays within ``drop`` points either way beyond
+    ``z`` standard errors: 100·(|mean(d)| + z·max(SE, 1/n)) < drop, with d, ``s1``, ``s2``
+    as in :func:`paired_drop_beyond` and the standard error floored at one sample's worth
+    (no changed prediction yet is not certainty). Vectorised; bool, False for no sample."""
+    n = np.asarray(n, dtype=float)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
+        se = np.maximum(np.sqrt(np.maximum(var, 0.0) / n), 1.0 / n)
+        out = 100.0 * (np.abs(mean) + z * se) < drop
+    return np.where(n > 0, out, False)
+
+
 @dataclass(frozen=True)
 class StopRule:
     """Stop evaluating a variant once its accuracy drop exceeds ``drop`` percentage points
-    beyond ``z`` standard errors of the paired per-sample difference (see module doc)."""
+    beyond ``z`` standard errors of the paired per-sample difference; ``within=True``:
+    also once it is certain to stay within ``drop`` points of the baseline either way
+    (see module doc)."""
 
     drop: float
     z: float = 3.0
+    within: bool = False
 
     def __post_init__(self) -> None:
         if not (np.isfinite(self.drop) and self.drop >= 0 and np.isfinite(self.z)
@@ -85,12 +109,17 @@ class StopRule:
     def stops(self, baseline: np.ndarray, variant: np.ndarray) -> bool:
         """Whether the per-sample correctness ``variant`` (bool ``(n,)``) shows a drop below
         ``baseline`` (same samples) beyond ``drop`` points with ``z`` standard errors
-        (:func:`paired_drop_beyond`); never on fewer than two samples."""
+        (:func:`paired_drop_beyond`), or with ``within`` a difference certain to stay
+        within ``drop`` points (:func:`paired_drop_within`); never on fewer than two
+        samples."""
         n = len(variant)
         if n < 2:
             return False
         d = baseline[:n].astype(np.float64) - variant.astype(np.float64)
-        return bool(paired_drop_beyond(n, d.sum(), (d * d).sum(), self.drop, self.z) == 1)
+        s1, s2 = d.sum(), (d * d).sum()
+        if paired_drop_beyond(n, s1, s2, self.drop, self.z) == 1:
+            return True
+        return self.within and bool(paired_drop_within(n, s1, s2, self.drop, self.z))
 
 
 @torch.no_grad()
@@ -311,14 +340,30 @@ def evaluate_variants(
     baseline = _Acc(record)
     accs = [_Acc(record) for _ in variants]
     tick = (lambda: progress(1)) if progress else None
+    # the baseline's correct count and summed loss after each batch (paired estimates)
+    base_sums: list[tuple[int, int, float]] = []
     for x, y in batches(loader, device):
         by_group: dict[tuple[str, ...], list[tuple[int, Variant]]] = {}
         for i in sorted(active):
             by_group.setdefault(keys[i], []).append((i, variants[i]))
         engine.batch(x, y, baseline, by_group, accs, tick)
+        base_sums.append((baseline.n, baseline.correct, baseline.loss))
         if stop is not None and active:
             base = torch.cat(baseline.hits).numpy()
             for i in list(active):
                 if stop.stops(base, torch.cat(accs[i].hits).numpy()):
                     active.discard(i)
-    return baseline.result(), [a.result() for a in accs]
+    full = baseline.result()
+    return full, [_paired(a, full, base_sums) for a in accs]
+
+
+def _paired(acc: _Acc, full: EvalResult,
+            base_sums: Sequence[tuple[int, int, float]]) -> EvalResult:
+    """The result of a variant; one stopped after ``acc.n`` samples gets accuracy and loss
+    as the baseline's on all samples plus its paired difference on the samples it saw."""
+    r = acc.result()
+    if acc.n >= full.n:
+        return r
+    n, correct, loss = next(s for s in base_sums if s[0] == acc.n)
+    return EvalResult(full.accuracy - (correct - acc.correct) / n,
+                      full.loss + (acc.loss - loss) / n, acc.n, r.correct)

@@ -15,9 +15,12 @@ inputs over the evaluation data (exact, from each layer's input Gram, one extra
 data pass for the whole sweep), and the per-image correctness of its predictions
 (``correct(trial, image)``), so accuracies and tolerances get bootstrap intervals.
 With ``stop_drop=δ`` a trial whose accuracy drop is certain to exceed δ points
-(:class:`corranalysis.runtime.StopRule`) is evaluated no further: its accuracy is then
-measured on the first ``n_images`` images only (``stopped`` is true); every other
-trial is bit-identical to the naive path.
+(:class:`corranalysis.runtime.StopRule`) is evaluated no further, and with
+``stop_within=True`` also a trial certain to stay within δ points of the baseline:
+``stopped`` is then true, ``correct`` holds its first ``n_images`` images, and its
+accuracy and loss are the paired estimates (the baseline's on all images plus the
+trial's difference on the images it saw). Every other trial is bit-identical to the
+naive path.
 
 Trials run in chunks; each chunk is one batch-major pass over the data
 (:mod:`corranalysis.evaluation`) so a trial that changes one layer never
@@ -482,7 +485,9 @@ _ATTRS = {
     "output_error": ("output error |(W~ - W) * X|^2 / |W * X|^2 on the layers' inputs over "
                      "the evaluation data (mean over the trial's layers)", "1"),
     "n_images": ("test images the trial was evaluated on (fewer when stopped early)", "1"),
-    "stopped": ("whether the trial stopped early, its accuracy drop already certain", "1"),
+    "stopped": ("whether the trial stopped early, its drop already certain beyond the "
+                "stop drop (or, with stop_within, within it); accuracy and loss are then "
+                "paired estimates from the images it saw", "1"),
     "correct": ("per test image: 1 classified correctly, 0 wrong, -1 not evaluated "
                 "(stopped early)", "1"),
     "baseline_correct": ("per test image: 1 if the untruncated model classifies it "
@@ -550,6 +555,7 @@ def sweep(
     truncations: str | Sequence[str] = ("svd",),
     calibration: Iterable | None = None,
     stop_drop: float | None = None,
+    stop_within: bool = False,
     out: str | Path | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -584,7 +590,9 @@ def sweep(
     truncation uses (default: the evaluation data; pass training images to keep the
     evaluation images unseen);
     ``stop_drop``: stop a trial once its accuracy drop exceeds this many points beyond
-    three standard errors (:class:`corranalysis.runtime.StopRule`; fast method only).
+    three standard errors (:class:`corranalysis.runtime.StopRule`; fast method only);
+    ``stop_within``: also stop a trial once it is certain to stay within ``stop_drop``
+    points of the baseline either way (its accuracy is then a paired estimate).
 
     ``out``: write the dataset there (atomically), with finished chunks kept in
     ``<out>.parts/`` meanwhile; ``resume=True`` continues from them; an existing ``out`` that
@@ -601,7 +609,10 @@ def sweep(
                              "points >= 0, or None to evaluate every trial on every image")
         if method != "fast":
             raise InputError("stop_drop: early stopping needs method='fast'")
-        stop = StopRule(float(stop_drop))
+        stop = StopRule(float(stop_drop), within=bool(stop_within))
+    elif stop_within:
+        raise InputError("stop_within: give stop_drop too (the points a trial must stay "
+                         "within of the baseline)")
     dev = resolve_device(device)
     out_path = (check_output_path(out, overwrite=overwrite or resume)
                 if out is not None else None)
@@ -630,6 +641,7 @@ def sweep(
     conf = {"layers": layers, "cuts": cuts, "keeps": keep_labels,
             "plans": plans, "kinds": kinds, "legs": legs, "method": method,
             "truncations": truncations, "stop_drop": stop_drop,
+            **({"stop_within": True} if stop_within else {}),
             "calibration": "evaluation data" if calibration is None else
             f"{_n_samples(calibration)} separate images",
             **(dict(config) if config else {})}
