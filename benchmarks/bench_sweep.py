@@ -16,6 +16,9 @@ layer × every natural cut × the keep specs, single-layer trials (issue 12's gr
 * **fast + stop both ways**: ``stop_within=True`` as well — a trial also stops once it
   is certain to stay within ``stop_drop`` points of the baseline either way.
 
+The paths run over ``--groups`` consecutive groups of layers, the four in a rotating order
+for each group, so that on a shared machine each meets the same load (the fast paths then
+pay one baseline pass per group, which one sweep over all layers would share).
 Prints the times, the ratios, the largest accuracy difference of unstopped trials
 (must be 0), and for stopped trials the largest difference and how many of them the
 naive loop puts on the other side of ``stop_drop`` (false stops: stopped as a drop
@@ -35,6 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xarray as xr
 
 from corranalysis.runtime import evaluate, load_trained, train
 from corranalysis.sweep import build_trials, sweep
@@ -55,6 +59,8 @@ def main() -> None:
     p.add_argument("--keeps", default=KEEPS)
     p.add_argument("--stop-drop", type=float, default=1.0)
     p.add_argument("--threads", type=int, default=None)
+    p.add_argument("--groups", type=int, default=6, help="layer groups the paths alternate "
+                   "over (1: each path over the whole grid at once)")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -75,27 +81,51 @@ def main() -> None:
     print(f"resnet20 on {args.images} Fashion-MNIST test images, batch {args.batch}: "
           f"{n_layers} layers, {len(trials)} trials, keeps {args.keeps}", flush=True)
 
-    t0 = time.perf_counter()
-    naive = []
-    for t in trials:
-        with truncated(model, t.plan):
-            naive.append(evaluate(model, data, "cpu").accuracy)
-    naive_s = time.perf_counter() - t0
-    naive = np.array(naive)
+    layers = list(dict.fromkeys(t.layer for t in trials))
+    groups = [list(g) for g in np.array_split(layers, min(args.groups, len(layers)))]
+
+    def naive_path(group: list[str]) -> xr.Dataset:
+        acc = []
+        for t in trials:
+            if t.layer in group:
+                with truncated(model, t.plan):
+                    acc.append(evaluate(model, data, "cpu").accuracy)
+        return xr.Dataset({"accuracy": ("trial", acc)})
+
+    paths = {
+        "naive": naive_path,
+        "fast": lambda group: sweep(model, data, layers=group, keeps=args.keeps, device="cpu"),
+        "stop": lambda group: sweep(model, data, layers=group, keeps=args.keeps, device="cpu",
+                                    stop_drop=args.stop_drop),
+        "within": lambda group: sweep(model, data, layers=group, keeps=args.keeps,
+                                      device="cpu", stop_drop=args.stop_drop,
+                                      stop_within=True),
+    }
+    # Group by group of layers, the four paths one after the other in a rotating order: on
+    # a shared machine each path meets the same load (each fast path then pays one baseline
+    # pass per group, which a sweep over all layers at once would share).
+    seconds = dict.fromkeys(paths, 0.0)
+    parts: dict[str, list[xr.Dataset]] = {name: [] for name in paths}
+    names = list(paths)
+    for i, group in enumerate(groups):
+        for name in names[i % 4:] + names[:i % 4]:
+            t0 = time.perf_counter()
+            parts[name].append(paths[name](group))
+            seconds[name] += time.perf_counter() - t0
+        print(f"  {i + 1}/{len(groups)} {group[0]}..{group[-1]}: " + ", ".join(
+            f"{n} {seconds[n]:.0f} s" for n in names), flush=True)
+    res = {name: xr.concat(parts[name], dim="trial", data_vars="all") for name in names}
+    naive = res["naive"].accuracy.values
+    naive_s, fast_s, stop_s, both_s = (seconds[n] for n in names)
     base = evaluate(model, data, "cpu").accuracy
     print(f"  naive:       {naive_s:8.1f} s  (baseline {base:.4f})", flush=True)
 
-    t0 = time.perf_counter()
-    fast = sweep(model, data, layers=args.layers, keeps=args.keeps, device="cpu")
-    fast_s = time.perf_counter() - t0
+    fast = res["fast"]
     diff = float(np.abs(fast.accuracy.values - naive).max())
     print(f"  fast:        {fast_s:8.1f} s  ratio {naive_s / fast_s:.2f}  "
           f"max |Δ accuracy| {diff}", flush=True)
 
-    t0 = time.perf_counter()
-    stop = sweep(model, data, layers=args.layers, keeps=args.keeps, device="cpu",
-                 stop_drop=args.stop_drop)
-    stop_s = time.perf_counter() - t0
+    stop = res["stop"]
     stopped = stop.stopped.values.astype(bool)
     d = np.abs(stop.accuracy.values - naive)
     free_diff = float(d[~stopped].max())
@@ -106,10 +136,8 @@ def main() -> None:
           f"{int(stopped.sum())} stopped (mean {seen:.0f} images); "
           f"max |Δ| unstopped {free_diff}, stopped {stop_diff:.4f}; false stops {false_stops}",
           flush=True)
-    t0 = time.perf_counter()
-    both = sweep(model, data, layers=args.layers, keeps=args.keeps, device="cpu",
-                 stop_drop=args.stop_drop, stop_within=True)
-    both_s = time.perf_counter() - t0
+
+    both = res["within"]
     b_stopped = both.stopped.values.astype(bool)
     b_drop = 100 * (base - both.accuracy.values)
     as_within = b_stopped & (np.abs(b_drop) < args.stop_drop)
