@@ -246,15 +246,33 @@ class Study:
         plan = (auto_plan(read_netcdf(self.run_dir / "sweep.nc"), r.budget)
                 if r.plan == "auto" else r.plan)
         trained = self.trained(train_size=r.train_size, batch_size=r.batch_size)
-        parts = [retrain(copy.deepcopy(trained.model), plan, trained.train, trained.test,
+        # each mode's result is kept as it finishes: a killed stage resumes at the next mode
+        parts_dir = self.run_dir / "recovery.nc.parts"
+        manifest = parts_dir / "manifest.json"
+        fingerprint = self.stage_hash("retrain")
+        if force or not (manifest.is_file()
+                         and json.loads(manifest.read_text()).get("hash") == fingerprint):
+            shutil.rmtree(parts_dir, ignore_errors=True)
+            parts_dir.mkdir()
+            write_json({"hash": fingerprint}, manifest)
+        parts = []
+        for mode in r.modes:
+            part = parts_dir / f"{mode}.nc"
+            if part.is_file():
+                self.console.print(f"retrain ({mode}): finished before, kept")
+                parts.append(read_netcdf(part))
+                continue
+            ds = retrain(copy.deepcopy(trained.model), plan, trained.train, trained.test,
                          r.epochs, mode=mode, optim=self.retrain_optim, seed=c.seed,
                          device=c.device, progress=True, checkpoint=self.run_dir / "model.pt")
-                 for mode in r.modes]
+            write_netcdf(ds, part)
+            parts.append(read_netcdf(part))  # as a resumed run reads it
         ds = xr.concat(parts, dim=pd.Index(list(r.modes), name="mode"),
                        combine_attrs="drop_conflicts")
         if r.plan == "auto":
             ds.attrs["budget"] = r.budget
         write_netcdf(ds, self.run_dir / "recovery.nc")
+        shutil.rmtree(parts_dir, ignore_errors=True)
 
     def stage_report(self, force: bool) -> str:
         out = self.config.report.out

@@ -159,3 +159,41 @@ def test_a_damaged_stage_output_is_not_taken_as_up_to_date(quick):
     finally:
         path.write_bytes(data)
     assert study.is_done("linkage")
+
+
+def test_a_killed_retrain_stage_resumes_at_the_next_mode(quick, monkeypatch, capsys):
+    from corranalysis import pipeline
+
+    tmp, config, _ = quick
+    run = tmp / "runs" / "quick"
+    data = yaml.safe_load(config.read_text())
+    data["retrain"]["lr"] = 0.005  # a changed stage: it must run again
+    changed = tmp / "quick_lr.yaml"
+    changed.write_text(yaml.safe_dump(data))
+    real, calls = pipeline.retrain, []
+
+    def killed_in_projected(*args, mode, **kwargs):
+        calls.append(mode)
+        if mode == "projected":
+            raise KeyboardInterrupt  # the stage killed during its second mode
+        return real(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(pipeline, "retrain", killed_in_projected)
+    with pytest.raises(KeyboardInterrupt):
+        ca.run_study(changed)
+    assert (run / "recovery.nc.parts" / "dense.nc").is_file()
+    kept = ca.load(run / "recovery.nc.parts" / "dense.nc")
+
+    def counted(*args, mode, **kwargs):
+        calls.append(mode)
+        return real(*args, mode=mode, **kwargs)
+
+    monkeypatch.setattr(pipeline, "retrain", counted)
+    ca.run_study(changed)
+    assert calls == ["dense", "projected", "projected"]  # dense not recomputed
+    assert "retrain (dense): finished before, kept" in capsys.readouterr().err
+    assert not (run / "recovery.nc.parts").exists()
+    recovery = ca.load(run / "recovery.nc")
+    assert list(recovery["mode"].values) == ["dense", "projected"]
+    xr.testing.assert_equal(recovery["accuracy"].sel(mode="dense", drop=True),
+                            kept["accuracy"])
