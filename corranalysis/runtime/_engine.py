@@ -54,6 +54,16 @@ def _swap(modules: dict[str, nn.Module], variant: Variant) -> None:
         modules[name].weight.copy_(weight)
 
 
+def _paired_mean_se(n: np.ndarray, s1: np.ndarray, s2: np.ndarray) -> tuple[np.ndarray,
+                                                                             np.ndarray]:
+    """Mean and standard error of paired differences from n, Σd, Σd² (sample sd; one
+    sample: se 0; no sample: NaN)."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        mean = s1 / n
+        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
+        return mean, np.sqrt(np.maximum(var, 0.0) / n)
+
+
 def paired_drop_beyond(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: float,
                        z: float) -> np.ndarray:
     """Whether a paired accuracy drop exceeds ``drop`` points beyond ``z`` standard errors.
@@ -66,11 +76,8 @@ def paired_drop_beyond(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: floa
     :mod:`corranalysis.linkage` use it.
     """
     n = np.asarray(n, dtype=float)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s1 / n
-        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
-        se = np.sqrt(np.maximum(var, 0.0) / n)
-        out = 100.0 * (mean - z * se) > drop
+    mean, se = _paired_mean_se(n, s1, s2)
+    out = 100.0 * (mean - z * se) > drop
     return np.where(n > 0, out, np.nan)
 
 
@@ -81,11 +88,9 @@ def paired_drop_within(n: np.ndarray, s1: np.ndarray, s2: np.ndarray, drop: floa
     as in :func:`paired_drop_beyond` and the standard error floored at one sample's worth
     (no changed prediction yet is not certainty). Vectorised; bool, False for no sample."""
     n = np.asarray(n, dtype=float)
+    mean, se = _paired_mean_se(n, s1, s2)
     with np.errstate(divide="ignore", invalid="ignore"):
-        mean = s1 / n
-        var = np.where(n > 1, (s2 - n * mean * mean) / (n - 1), 0.0)
-        se = np.maximum(np.sqrt(np.maximum(var, 0.0) / n), 1.0 / n)
-        out = 100.0 * (np.abs(mean) + z * se) < drop
+        out = 100.0 * (np.abs(mean) + z * np.maximum(se, 1.0 / n)) < drop
     return np.where(n > 0, out, False)
 
 
