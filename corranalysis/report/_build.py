@@ -331,10 +331,11 @@ def recovery_summary(rec: xr.Dataset) -> str | None:
     c = recovery_compression(rec)
     if c is None:
         return None
-    n = len(c["layers"])
+    layers = c["layers"]
+    n = len(layers)
+    which = ", ".join(layers) if n <= 6 else f"{layers[0]} to {layers[-1]}"
     text = (f"The re-training plan factorises {n} layer{'s' if n != 1 else ''} "
-            f"({', '.join(c['layers']) if n <= 6 else f'{n} layers'}): their kernels "
-            f"{c['dense']:,} → {c['factorized']:,} parameters")
+            f"({which}): their kernels {c['dense']:,} → {c['factorized']:,} parameters")
     if "kernels" in c and c["kernels"] == c["dense"]:
         text += f" — every kernel of the model, {c['ratio']:.2f}× fewer"
     elif "kernels" in c:
