@@ -70,8 +70,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
     Stage("report", ("train", "spectra", "sweep", "linkage", "retrain"), None),
 )}
 #: Datasets a run directory may hold beside the stages' outputs (training curves written
-#: with model.pt; ``corranalysis tensorize`` results).
-OPTIONAL_FILES = ("metrics.nc", "tensorize.nc")
+#: with model.pt; ``corranalysis tensorize`` results; ``corranalysis seeds`` over this
+#: study's runs with other training seeds).
+OPTIONAL_FILES = ("metrics.nc", "tensorize.nc", "seeds.nc")
 #: The datasets a run directory may hold, by file stem, in the order :func:`load_run` reads
 #: them (``Run.datasets`` keys; :func:`open_run`'s node names).
 RUN_DATASETS = tuple(str(f).removesuffix(".nc") for f in (
@@ -86,6 +87,8 @@ _NEEDS = {
     "linkage": ("tolerated_norm_loss", "spearman_rho", "layer_tolerated_norm_loss"),
     "recovery": ("accuracy",),
     "tensorize": ("params_before", "params_after", "method", "accuracy"),
+    "seeds": ("spearman_rho", "partial_rho", "holds", "partial_holds",
+              "layer_tolerated_norm_loss"),
 }
 
 
@@ -323,7 +326,7 @@ class Run:
 
     ``config``: config.yaml; ``record``: run.json; ``stages``: stages.json in stage order;
     ``datasets``: by file stem (``spectra``, ``sweep``, ``linkage``, ``recovery``, and
-    ``metrics``, ``tensorize`` where present).
+    ``metrics``, ``tensorize``, ``seeds`` where present).
     """
 
     path: Path
@@ -418,7 +421,7 @@ def open_run(run_dir: str | os.PathLike, *, required: Sequence[str] = ()) -> xr.
     """A run directory as one ``xarray.DataTree``: a node per dataset, figures on ``.ca``.
 
     The nodes are named by dataset (:data:`RUN_DATASETS`: ``spectra``, ``sweep``,
-    ``linkage``, ``recovery``, ``metrics``, ``tensorize``), those the run holds, read by
+    ``linkage``, ``recovery``, ``metrics``, ``tensorize``, ``seeds``), those the run holds, read by
     :func:`load_run` (so a damaged or outdated file gets the same InputError naming the stage
     to re-run). The root's attributes: ``name``, ``run_dir``, and ``config`` (config.yaml),
     ``run`` (run.json) and ``stages`` (stages.json) as JSON strings, so the tree can be saved

@@ -712,3 +712,51 @@ def test_a_folder_that_is_neither_a_run_nor_comparisons_is_refused(tmp_path, run
     code, out = run_cli("report", tmp_path, "--out", tmp_path / "rep")
     assert code == 2 and "not a run directory" in out and "compare_*/compare.nc" in out
     assert not (tmp_path / "rep").exists()
+
+
+def test_the_seeds_verb_writes_into_the_first_run_and_its_report_says_what_holds(
+        built, tmp_path, fast_figures):
+    from test_bad_input import cli
+
+    from corranalysis.report.figures import seeds_figure
+
+    run, _ = built
+    first, other = tmp_path / "demo", tmp_path / "demo_seed1"
+    shutil.copytree(run, first)
+    shutil.copytree(run, other)
+    conf = yaml.safe_load((other / "config.yaml").read_text())
+    (other / "config.yaml").write_text(yaml.safe_dump({**conf, "seed": 1}))
+    before = {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()}
+    code, text = cli("seeds", first, other)
+    assert code == 0, text
+    seeds = read_netcdf(first / "seeds.nc")
+    assert seeds.seed.values.tolist() == [0, 1]
+    assert json.loads(seeds.attrs["runs"]) == [str(first), str(other)]
+    assert {p.name: p.read_bytes() for p in other.iterdir() if p.is_file()} == before
+    loaded = load_run(first)
+    assert "seeds" in loaded.datasets
+    report = build_report(loaded, tmp_path / "rep")
+    html = (report / "index.html").read_text()
+    md = (report / "summary.md").read_text()
+    assert 'id="seeds"' in html and 'src="figures/seeds.png"' in html
+    # the same linkage twice: a correlation holds in both seeds exactly where it is
+    # significant in one, and the report's table and sentence say so
+    lk = read_netcdf(run / "linkage.nc")
+    key = {"target": "tolerated_norm_loss"}
+    sig = [str(m) for m in lk.measure.values
+           if float(lk.spearman_p.sel(measure=m, **key)) < 0.05]
+    assert [str(m) for m in seeds.measure.values if bool(seeds.holds.sel(measure=m, **key))] \
+        == sig
+    rows = md.split("## Across training seeds")[1].split("\n## ")[0]
+    assert rows.count("\n| ") == 2 + lk.sizes["measure"]
+    finding = next(f for f in findings(loaded.datasets) if f.startswith("Over 2 training seeds"))
+    assert ("none;" in finding) == (not sig)
+    assert "in every seed" in finding
+    fig = seeds_figure(seeds)
+    assert len(fig.axes) == 2 and fig.axes[0].collections
+    # its own earlier output is replaced; a file corranalysis did not write is not
+    assert cli("seeds", first, other)[0] == 0
+    (first / "seeds.nc").write_bytes(b"my notes")
+    code, text = cli("seeds", first, other)
+    assert code == 2 and "seeds.nc" in text and "--overwrite" in text
+    assert (first / "seeds.nc").read_bytes() == b"my notes"

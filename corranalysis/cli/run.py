@@ -35,11 +35,16 @@ def run(
 def seeds(
     runs: list[Path] = typer.Argument(..., help="run directories of one study trained with "
                                       "different seeds (runs/NAME runs/NAME_seed1 ...)"),
-    out: Path = typer.Option(..., "--out", "-o", help="netCDF file to write"),
+    out: Path | None = typer.Option(None, "--out", "-o", help="netCDF file to write "
+                                    "(default: seeds.nc in the first run directory, where "
+                                    "its report finds it)"),
     overwrite: OverwriteOption = False,
 ) -> None:
     """Which linkage findings hold across training seeds (their spread, and the sign and
-    significance of every correlation in every seed)."""
+    significance of every correlation in every seed). Rebuild the first run's report
+    (`corranalysis report RUN`) to add a section on them."""
+    import json
+
     from rich.table import Table
 
     from ..errors import InputError
@@ -49,12 +54,14 @@ def seeds(
 
     if len(runs) < 2:
         raise InputError(f"seeds: give at least two run directories, got {len(runs)}")
+    out = out if out is not None else runs[0] / "seeds.nc"
     check_output_path(out, inputs=runs, overwrite=overwrite)
     loaded = [load_run(r, required=("linkage",)) for r in runs]
     seed_list = [int(r.config.get("seed", 0)) for r in loaded]
     if len(set(seed_list)) != len(seed_list):
         raise InputError(f"seeds: the runs share seeds {seed_list}; give runs of different seeds")
     ds = across_seeds([r.datasets["linkage"] for r in loaded], seed_list)
+    ds.attrs["runs"] = json.dumps([str(r) for r in runs])
     write_netcdf(ds, out)
     table = Table(title=f"across seeds {seed_list}")
     for col in ("measure", "target", "rho per seed", "holds", "partial holds"):
@@ -67,3 +74,5 @@ def seeds(
                           str(bool(ds["partial_holds"].sel(measure=m, target=t))))
     console.print(table)
     console.print(f"wrote {out}")
+    if out.parent.resolve() == runs[0].resolve():
+        console.print(f"add it to the report: corranalysis report {runs[0]}")

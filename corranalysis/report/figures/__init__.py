@@ -12,7 +12,7 @@ band of tolerated drops (≤ δ) and its sampling margin (δ + z·SE, the tolera
 cuts left out (:func:`cut_classes`); norm losses and kept fractions are fractions.
 
 The figures live in private modules by topic (``_spectra``, ``_accuracy``,
-``_compression``, ``_central``, ``_linkage``, ``_recovery``, ``_tensorize``,
+``_compression``, ``_central``, ``_linkage``, ``_recovery``, ``_seeds``, ``_tensorize``,
 ``_training``; style and shared panel helpers in ``_style`` and ``_axes``);
 :func:`figure_makers` lists the report's figures in section order.
 """
@@ -52,6 +52,7 @@ from ._recovery import (  # noqa: E402
     recovery_modes,
     recovery_spectra_figure,
 )
+from ._seeds import seeds_figure  # noqa: E402
 from ._spectra import (  # noqa: E402
     entropy_heatmap,
     norm_loss_figure,
@@ -82,9 +83,10 @@ def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None
     the report's sections (``central``, on the report's first screen, leads the sweep's).
 
     ``datasets``: any of ``spectra``, ``sweep``, ``linkage``, ``recovery``,
-    ``tensorize``, ``metrics``, and ``comparison`` or ``compare`` (extra points of the
-    compression figures, see :func:`compression_figure`). ``width``: force one width (default: each
-    figure's own, two columns for the multi-panel ones, one column for the rest).
+    ``tensorize``, ``metrics``, ``seeds`` (:func:`corranalysis.linkage.across_seeds`), and
+    ``comparison`` or ``compare`` (extra points of the compression figures, see
+    :func:`compression_figure`). ``width``: force one width (default: each figure's own,
+    two columns for the multi-panel ones, one column for the rest).
     ``total_params``: the whole network's parameters (default: the truncated kernels').
     """
     spectra, sw, lk = datasets.get("spectra"), datasets.get("sweep"), datasets.get("linkage")
@@ -134,6 +136,8 @@ def figure_makers(datasets: Mapping[str, xr.Dataset], width: float | None = None
         makers.append(("tolerance", lambda: tolerance_figure(lk, pal, width=two)))
         makers.append(("depth", lambda: depth_figure({"this model": lk},
                                                      width=one if width else ONE_COLUMN)))
+    if "seeds" in datasets:
+        makers.append(("seeds", lambda: seeds_figure(datasets["seeds"], width=two)))
     if "recovery" in datasets:
         rec = datasets["recovery"]
         makers.append(("recovery", lambda: recovery_figure(rec, width=two, delta=delta)))
@@ -152,6 +156,6 @@ __all__ = [
     "cut_colors", "depth_figure", "entropy_heatmap", "figure_makers", "final_accuracy",
     "layer_colors", "layer_role", "method_colors", "network_ratio", "norm_loss_figure",
     "normalized_entropy", "paired_drop", "pareto_front", "recovery_figure", "recovery_modes",
-    "recovery_spectra_figure", "save_figure", "spectra_figure", "style", "styled",
+    "recovery_spectra_figure", "save_figure", "seeds_figure", "spectra_figure", "style", "styled",
     "tensorize_figure", "tolerance_figure", "training_figure", "truncated_params",
 ]
