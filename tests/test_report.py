@@ -752,6 +752,9 @@ def test_the_seeds_verb_writes_into_the_first_run_and_its_report_says_what_holds
     finding = next(f for f in findings(loaded.datasets) if f.startswith("Over 2 training seeds"))
     assert ("none;" in finding) == (not sig)
     assert "in every seed" in finding
+    rho = depth_answer(read_netcdf(run / "linkage.nc"))[1].split("ρ = ")[1][:5]
+    assert f"Over 2 training seeds ρ = {rho}, {rho} (p < 0.05 in " in \
+        headline(loaded)["sentences"][0]
     fig = seeds_figure(seeds)
     assert len(fig.axes) == 2 and fig.axes[0].collections
     # its own earlier output is replaced; a file corranalysis did not write is not

@@ -519,6 +519,20 @@ def _layer_tolerances(lk: xr.Dataset) -> list[tuple[str, float, float]]:
     return out
 
 
+def depth_correlation(lk: xr.Dataset) -> tuple[float, float, int]:
+    """(Spearman ρ, p, pairs) of depth (the layer's forward position) with the tolerated
+    norm loss over the distinct layer–cut pairs of a link dataset (NaN below 3 pairs)."""
+    low = lk["tolerated_norm_loss"].transpose("layer", "cut").values
+    pairs = (lk["distinct"].transpose("layer", "cut").values.astype(bool) if "distinct" in lk
+             else np.ones(low.shape, bool)) & np.isfinite(low)
+    depth = np.broadcast_to(np.arange(low.shape[0])[:, None], low.shape)
+    n = int(pairs.sum())
+    if n < 3:
+        return math.nan, math.nan, n
+    rho, p = (float(v) for v in spearmanr(depth[pairs], low[pairs]))
+    return rho, p, n
+
+
 def depth_answer(lk: xr.Dataset) -> tuple[str, str]:
     """(verdict, sentence): whether deeper layers tolerate larger norm losses — the trend of
     the paper — from the link's censored tolerances (median over each layer's distinct
@@ -530,13 +544,7 @@ def depth_answer(lk: xr.Dataset) -> tuple[str, str]:
     and then falls; "No, the opposite" for a significant negative correlation otherwise;
     else "Not clearly". The sentence gives the ranges and ρ."""
     tol = _layer_tolerances(lk)
-    low = lk["tolerated_norm_loss"].transpose("layer", "cut").values
-    pairs = (lk["distinct"].transpose("layer", "cut").values if "distinct" in lk
-             else np.ones(low.shape, bool)) & np.isfinite(low)
-    depth = np.broadcast_to(np.arange(low.shape[0])[:, None], low.shape)
-    n = int(pairs.sum())
-    rho, p = ((float(v) for v in spearmanr(depth[pairs], low[pairs])) if n >= 3
-              else (math.nan, math.nan))
+    rho, p, n = depth_correlation(lk)
     if len(tol) < 2 or not math.isfinite(rho):
         return "Cannot tell", ("Too few layers or distinct cuts were truncated to compare "
                                "tolerances across depth.")
@@ -665,6 +673,12 @@ def headline(run: Run) -> dict[str, Any]:
                        f"δ = {_points(delta)}), as {PAPER} found?")
     verdict, trend = depth_answer(lk)
     out["verdict"] = verdict
+    if "seeds" in ds:
+        per = [depth_correlation(ds["seeds"].sel(seed=s)) for s in ds["seeds"]["seed"].values]
+        sig = sum(1 for r, q, _ in per if q < 0.05)
+        trend += (f" Over {len(per)} training seeds ρ = "
+                  f"{', '.join(f'{r:+.2f}' for r, _, _ in per)} (p < 0.05 in {sig} of "
+                  f"{len(per)}; section Across training seeds).")
     out["sentences"].append(trend + " Ranges: last passing to first failing truncation, "
                             "median over a layer's distinct cuts.")
     base = float(sw.attrs["baseline_accuracy"])
