@@ -747,7 +747,7 @@ def test_the_seeds_verb_writes_into_the_first_run_and_its_report_says_what_holds
            if float(lk.spearman_p.sel(measure=m, **key)) < 0.05]
     assert [str(m) for m in seeds.measure.values if bool(seeds.holds.sel(measure=m, **key))] \
         == sig
-    rows = md.split("## Across training seeds")[1].split("\n## ")[0]
+    rows = md.split("## Seeds: what holds in every training seed")[1].split("\n## ")[0]
     assert rows.count("\n| ") == 2 + lk.sizes["measure"]
     finding = next(f for f in findings(loaded.datasets) if f.startswith("Over 2 training seeds"))
     assert ("none;" in finding) == (not sig)

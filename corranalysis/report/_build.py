@@ -67,7 +67,7 @@ SECTIONS = (
     ("compression", "Compression against accuracy", ("compression",)),
     ("linkage", "Tolerated norm loss and spectra–accuracy correlations",
      ("tolerance", "depth")),
-    ("seeds", "Across training seeds", ("seeds",)),
+    ("seeds", "Seeds: what holds in every training seed", ("seeds",)),
     ("recovery", "Recovery by re-training", ("recovery", "recovery_spectra")),
     ("comparison", "Tensorization at equal budgets", ()),
     ("tensorize", "Tensorized layers against truncation", ("tensorize",)),
@@ -678,7 +678,7 @@ def headline(run: Run) -> dict[str, Any]:
         sig = sum(1 for r, q, _ in per if q < 0.05)
         trend += (f" Over {len(per)} training seeds ρ = "
                   f"{', '.join(f'{r:+.2f}' for r, _, _ in per)} (p < 0.05 in {sig} of "
-                  f"{len(per)}; section Across training seeds).")
+                  f"{len(per)}; section Seeds).")
     out["sentences"].append(trend + " Ranges: last passing to first failing truncation, "
                             "median over a layer's distinct cuts.")
     base = float(sw.attrs["baseline_accuracy"])
@@ -870,7 +870,7 @@ def _markdown(ctx: Mapping[str, Any]) -> str:
                   f"{r['final']} | {r['versus']} | {r['retruncated']} | {r['norm_loss']} | "
                   f"{r['verdict']} |" for r in ctx["recovery"]]
     if ctx["seeds"]:
-        lines += ["", "## Across training seeds", "", "Spearman ρ with the tolerated norm loss "
+        lines += ["", "## Seeds: what holds in every training seed", "", "Spearman ρ with the tolerated norm loss "
                   "per seed (* p < 0.05); holds: same sign and p < 0.05 in every seed.", "",
                   "| measure | ρ per seed | holds | partial ρ given ln χ_max | holds |",
                   "| --- | --- | --- | --- | --- |"]
