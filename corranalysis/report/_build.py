@@ -870,8 +870,9 @@ def _markdown(ctx: Mapping[str, Any]) -> str:
                   f"{r['final']} | {r['versus']} | {r['retruncated']} | {r['norm_loss']} | "
                   f"{r['verdict']} |" for r in ctx["recovery"]]
     if ctx["seeds"]:
-        lines += ["", "## Seeds: what holds in every training seed", "", "Spearman ρ with the tolerated norm loss "
-                  "per seed (* p < 0.05); holds: same sign and p < 0.05 in every seed.", "",
+        lines += ["", "## Seeds: what holds in every training seed", "",
+                  "Spearman ρ with the tolerated norm loss per seed (* p < 0.05); holds: "
+                  "same sign and p < 0.05 in every seed.", "",
                   "| measure | ρ per seed | holds | partial ρ given ln χ_max | holds |",
                   "| --- | --- | --- | --- | --- |"]
         lines += [f"| {r['measure']} | {r['rho']} | {r['holds']} | {r['partial']} | "
