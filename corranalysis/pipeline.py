@@ -73,6 +73,9 @@ STAGES: dict[str, Stage] = {s.name: s for s in (
 #: with model.pt; ``corranalysis tensorize`` results; ``corranalysis seeds`` over this
 #: study's runs with other training seeds).
 OPTIONAL_FILES = ("metrics.nc", "tensorize.nc", "seeds.nc")
+#: Those written by other verbs than the study's stages: the report depends on them too
+#: (a new or changed one makes ``corranalysis run`` rebuild the report).
+REPORT_EXTRAS = ("tensorize.nc", "seeds.nc")
 #: The datasets a run directory may hold, by file stem, in the order :func:`load_run` reads
 #: them (``Run.datasets`` keys; :func:`open_run`'s node names).
 RUN_DATASETS = tuple(str(f).removesuffix(".nc") for f in (
@@ -139,6 +142,10 @@ class Study:
             inputs[stage] = section
         elif stage == "report":
             inputs["report"] = c.section("report")
+            extras = {f: file_sha256(self.run_dir / f) for f in REPORT_EXTRAS
+                      if (self.run_dir / f).is_file()}
+            if extras:  # absent: the hash stays that of a run without them
+                inputs["extras"] = extras
         return inputs
 
     def stage_hash(self, stage: str) -> str:

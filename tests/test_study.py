@@ -197,3 +197,24 @@ def test_a_killed_retrain_stage_resumes_at_the_next_mode(quick, monkeypatch, cap
     assert list(recovery["mode"].values) == ["dense", "projected"]
     xr.testing.assert_equal(recovery["accuracy"].sel(mode="dense", drop=True),
                             kept["accuracy"])
+
+
+def test_a_seeds_file_added_to_the_run_makes_the_report_stage_rebuild(quick, capsys):
+    from corranalysis.config import load_config
+    from corranalysis.linkage import across_seeds
+    from corranalysis.pipeline import Study
+
+    tmp, config, _ = quick
+    run = tmp / "runs" / "quick"
+    study = Study(load_config(config))
+    assert study.is_done("report")
+    link = ca.load(run / "linkage.nc")
+    ca.io.write_netcdf(across_seeds([link, link], [0, 1]), run / "seeds.nc")
+    try:
+        assert not study.is_done("report")
+        report = ca.run_study(config, only=["report"])
+        assert 'id="seeds"' in (report / "index.html").read_text()
+        assert study.is_done("report")
+    finally:
+        (run / "seeds.nc").unlink()
+    assert not study.is_done("report")  # the report shows seeds that are gone

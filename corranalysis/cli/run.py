@@ -75,4 +75,5 @@ def seeds(
     console.print(table)
     console.print(f"wrote {out}")
     if out.parent.resolve() == runs[0].resolve():
-        console.print(f"add it to the report: corranalysis report {runs[0]}")
+        console.print(f"add it to the report: corranalysis report {runs[0]} (or rerun the "
+                      "study's configuration: its report stage depends on seeds.nc)")
