@@ -14,6 +14,7 @@ from corranalysis.kernels import (
     KINDS,
     check_kernel,
     kernel_modules,
+    load_checkpoint,
     module_legs,
     select_layers,
 )
@@ -220,3 +221,14 @@ def assert_damaged_copies_read_or_refused(path) -> None:
             extract_kernels(path)
         except InputError as exc:
             assert "\n" not in str(exc) and not str(exc).endswith(": "), str(exc)
+
+
+def test_a_damaged_checkpoint_gets_one_message_and_no_torch_warning(tmp_path):
+    import warnings
+
+    path = tmp_path / "odd.pt"
+    path.write_bytes(b"\x80\x68garbage")  # a pickle header with an unknown protocol
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # any warning fails the test
+        with pytest.raises(InputError, match="odd.pt.*cannot be read"):
+            load_checkpoint(path)
