@@ -40,8 +40,7 @@ from ..linkage import (
 )
 from . import figures
 from ._output import check_out, env, report_folder
-from ._seeds import MEASURE_NAMES as _MEASURE_NAMES
-from ._seeds import seed_findings, seed_rows
+from ._seeds import measure_name, seed_findings, seed_rows
 from ._tensorization import (
     COMPARISON_CAPTION,
     _pts,
@@ -176,8 +175,6 @@ def _tolerance(linkage: xr.Dataset) -> list[tuple[str, float, str, float]]:
     return out
 
 
-
-
 def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
     """Short statements of what the numbers show (no interpretation beyond them)."""
     out: list[str] = []
@@ -221,7 +218,7 @@ def findings(datasets: Mapping[str, xr.Dataset]) -> list[str]:
             measure = str(lk["measure"].values[i])
             n = int(lk["n_pairs"].sel(target=target).values[i]) if "n_pairs" in lk else 0
             sig = "significant" if p[i] < 0.05 else "not significant"
-            label = _MEASURE_NAMES.get(measure, measure.replace("_", " "))
+            label = measure_name(measure)
             out.append(f"Strongest rank correlation with {target.replace('_', ' ')}: "
                        f"{label} (Spearman ρ = {r[i]:+.2f}, p = {p[i]:.2g}, "
                        f"{n} layer–cut pairs; {sig} at p < 0.05).")
@@ -275,7 +272,7 @@ def statistics_findings(lk: xr.Dataset) -> list[str]:
         if np.isfinite(shape_r) and np.isfinite(part.values).any():
             m = str(part["measure"].values[int(np.nanargmax(np.abs(part.values)))])
             pr, pp = _rho(lk, "partial", measure=m, target=target)
-            label = _MEASURE_NAMES.get(m, m.replace("_", " "))
+            label = measure_name(m)
             out.append(f"Over {n} distinct non-trivial cuts, matrix shape alone (ln χ_max) "
                        f"rank-correlates with the tolerated norm loss at ρ = {shape_r:+.2f} "
                        f"(p = {shape_p:.2g}); controlling for it, the strongest spectral "
@@ -648,7 +645,7 @@ def _spectra_sentence(lk: xr.Dataset) -> str | None:
         return None
     m = str(part["measure"].values[int(np.nanargmax(np.abs(part.values)))])
     pr, pp = _rho(lk, "partial", measure=m, target=target)
-    label = _MEASURE_NAMES.get(m, m.replace("_", " "))
+    label = measure_name(m)
     verdict = ("adds to it" if pp < 0.05 else "adds nothing significant")
     return (f"Matrix size alone (ln χ_max) rank-correlates with the tolerated norm loss at "
             f"ρ = {shape_r:+.2f} (p = {shape_p:.2g}); the spectrum {verdict}: {label}, "

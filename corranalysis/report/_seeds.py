@@ -26,8 +26,18 @@ def _seeds(ds: xr.Dataset) -> list[int]:
     return [int(s) for s in ds["seed"].values]
 
 
+def measure_name(measure: str) -> str:
+    """A spectral measure's readable name (its label with spaces where none is set)."""
+    return MEASURE_NAMES.get(measure, measure.replace("_", " "))
+
+
 def _names(measures: list[str]) -> str:
-    return ", ".join(MEASURE_NAMES.get(m, m.replace("_", " ")) for m in measures) or "none"
+    return ", ".join(measure_name(m) for m in measures) or "none"
+
+
+def _starred(rho: np.ndarray, p: np.ndarray) -> str:
+    """ρ per seed, each with * where p < 0.05."""
+    return " ".join(f"{r:+.2f}" + ("*" if q < 0.05 else "") for r, q in zip(rho, p, strict=True))
 
 
 def seed_rows(ds: xr.Dataset, target: str = TARGET) -> list[dict[str, Any]]:
@@ -40,12 +50,10 @@ def seed_rows(ds: xr.Dataset, target: str = TARGET) -> list[dict[str, Any]]:
         prho, pp = ds["partial_rho"].sel(key).values, ds["partial_p"].sel(key).values
         shape = m == "log_chi_max"  # its partial correlation given itself is undefined
         rows.append({
-            "measure": MEASURE_NAMES.get(m, m.replace("_", " ")),
-            "rho": " ".join(f"{r:+.2f}" + ("*" if q < 0.05 else "")
-                            for r, q in zip(rho, p, strict=True)),
+            "measure": measure_name(m),
+            "rho": _starred(rho, p),
             "holds": "yes" if bool(ds["holds"].sel(key)) else "no",
-            "partial": "–" if shape else " ".join(
-                f"{r:+.2f}" + ("*" if q < 0.05 else "") for r, q in zip(prho, pp, strict=True)),
+            "partial": "–" if shape else _starred(prho, pp),
             "partial_holds": "–" if shape else (
                 "yes" if bool(ds["partial_holds"].sel(key)) else "no"),
         })
