@@ -757,6 +757,10 @@ def test_the_seeds_verb_writes_into_the_first_run_and_its_report_says_what_holds
         headline(loaded)["sentences"][0]
     fig = seeds_figure(seeds)
     assert len(fig.axes) == 2 and fig.axes[0].collections
+    # a wrong run directory is named as such, not as a place the output cannot go
+    code, text = cli("seeds", tmp_path / "nope", other)
+    assert code == 2 and "run directory" in text and "nope" in text
+    assert not (tmp_path / "nope").exists()
     # its own earlier output is replaced; a file corranalysis did not write is not
     assert cli("seeds", first, other)[0] == 0
     (first / "seeds.nc").write_bytes(b"my notes")
