@@ -368,14 +368,9 @@ def _read_mapping(path: Path, kind: str) -> dict[str, Any]:
     return data
 
 
-def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS) -> Run:
-    """Read a run directory written by ``corranalysis run``: its records and every dataset.
-
-    ``required``: stages whose outputs must be there (default: those the report reads);
-    InputError naming the stage to re-run for each missing, unreadable or outdated file.
-    A sweep written before the ``scope`` coordinate existed is converted on reading
-    (:func:`corranalysis.linkage.scoped_sweep`).
-    """
+def check_run_dir(run_dir: str | os.PathLike) -> Path:
+    """``run_dir`` as a Path; InputError unless it is a directory with config.yaml and
+    run.json (written by ``corranalysis run``). Reads nothing else."""
     path = Path(run_dir)
     if not path.is_dir():
         raise InputError(f"run directory {str(path)!r} does not exist; give a directory "
@@ -384,6 +379,18 @@ def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS
     if lacking:
         raise InputError(f"{str(path)!r} is not a run directory (no {' / '.join(lacking)}); "
                          "give a directory written by `corranalysis run CONFIG` (runs/NAME)")
+    return path
+
+
+def load_run(run_dir: str | os.PathLike, required: Sequence[str] = REPORT_INPUTS) -> Run:
+    """Read a run directory written by ``corranalysis run``: its records and every dataset.
+
+    ``required``: stages whose outputs must be there (default: those the report reads);
+    InputError naming the stage to re-run for each missing, unreadable or outdated file.
+    A sweep written before the ``scope`` coordinate existed is converted on reading
+    (:func:`corranalysis.linkage.scoped_sweep`).
+    """
+    path = check_run_dir(run_dir)
     unknown = [s for s in required if s not in STAGES]
     if unknown:
         raise InputError(f"stages {unknown} are unknown; valid: {', '.join(STAGES)}")

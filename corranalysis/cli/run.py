@@ -50,13 +50,15 @@ def seeds(
     from ..errors import InputError
     from ..io import check_output_path, write_netcdf
     from ..linkage import across_seeds
-    from ..pipeline import load_run
+    from ..pipeline import check_run_dir, load_run
 
     if len(runs) < 2:
         raise InputError(f"seeds: give at least two run directories, got {len(runs)}")
-    loaded = [load_run(r, required=("linkage",)) for r in runs]  # a wrong run is named first
+    for r in runs:  # a wrong run is named as such, before the output beside it is checked
+        check_run_dir(r)
     out = out if out is not None else runs[0] / "seeds.nc"
     check_output_path(out, inputs=runs, overwrite=overwrite)
+    loaded = [load_run(r, required=("linkage",)) for r in runs]
     seed_list = [int(r.config.get("seed", 0)) for r in loaded]
     if len(set(seed_list)) != len(seed_list):
         raise InputError(f"seeds: the runs share seeds {seed_list}; give runs of different seeds")
